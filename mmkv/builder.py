@@ -1,0 +1,128 @@
+"""Write a complete new store file from scratch: used to create, compact and salvage.
+
+A new file is written beside its final path under a temporary name, fsync'd, and only then
+renamed into place by the caller, so a crash leaves either no new file at the path or a
+complete one (the temporary file is garbage the next compaction removes).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from array import array
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from .format import (
+    HEADER_SIZE,
+    META_OFFSETS,
+    MIN_INDEX_CAPACITY,
+    OFF_GENERATION,
+    OFF_SYNCED,
+    PUT,
+    RECORD_SIZE,
+    SLOT_OFFSET_BITS,
+    TAG_MASK,
+    Meta,
+    encode_preamble,
+    encode_record,
+    encode_table_header,
+    home_slot,
+)
+from .index import capacity_for
+
+_CHUNK = 1 << 20
+
+
+class LiveRecord(NamedTuple):
+    """A live key/value as the builder writes it (``gen`` is the record's original generation)."""
+
+    key_type: int
+    key_bytes: bytes
+    key_hash: int
+    value_type: int
+    value_bytes: bytes
+    gen: int
+    expires_at: float
+
+
+def build(tmp_path: str, records: Iterable[LiveRecord], *, gen: int, base_gen: int,
+          max_bytes: int = 0, evictions: int = 0, slack: float = 0.25) -> Meta:
+    """Write a store holding ``records`` (in the order given) to ``tmp_path`` and fsync it.
+
+    The new file's generation is ``gen``; ``changed_since`` history before ``base_gen`` is gone.
+    Returns the meta written. Raises OSError (e.g. ENOSPC) with ``tmp_path`` removed.
+    """
+    fd = os.open(tmp_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        meta = _write(fd, records, gen=gen, base_gen=base_gen, max_bytes=max_bytes,
+                      evictions=evictions, slack=slack)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp_path)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    return meta
+
+
+def _write(fd: int, records: Iterable[LiveRecord], *, gen: int, base_gen: int, max_bytes: int,
+           evictions: int, slack: float) -> Meta:
+    offset = HEADER_SIZE
+    placed: list[tuple[int, int]] = []  # (hash, offset)
+    live = ttl = 0
+    buf: list[bytes] = []
+    buffered = 0
+    os.pwrite(fd, b"\0" * HEADER_SIZE, 0)
+    for r in records:
+        rec = encode_record(PUT, r.key_type, r.key_bytes, r.key_hash, r.value_type, r.value_bytes,
+                            r.gen, 0, r.expires_at)
+        placed.append((r.key_hash, offset))
+        buf.append(rec)
+        buffered += len(rec)
+        offset += len(rec)
+        live += len(rec)
+        ttl += r.expires_at != 0
+        if buffered >= _CHUNK:
+            _flush(fd, buf, offset - buffered)
+            buf, buffered = [], 0
+    _flush(fd, buf, offset - buffered)
+
+    capacity = capacity_for(len(placed), MIN_INDEX_CAPACITY)
+    bits = capacity.bit_length() - 1
+    slots = array("Q", bytes(8 * capacity))
+    mask = capacity - 1
+    for h, rec_offset in placed:
+        i = home_slot(h, bits)
+        while slots[i]:
+            i = (i + 1) & mask
+        slots[i] = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (rec_offset >> 3)
+    table_offset = offset
+    os.pwrite(fd, encode_table_header(capacity, gen), table_offset)
+    os.pwrite(fd, slots.tobytes(), table_offset + RECORD_SIZE)
+    log_end = table_offset + RECORD_SIZE + 8 * capacity
+
+    size = log_end + int(log_end * slack)
+    size = (size + 65535) // 65536 * 65536
+    os.posix_fallocate(fd, 0, size)
+
+    meta = Meta(gen=gen, log_end=log_end, index_offset=table_offset, index_capacity=capacity,
+                index_used=len(placed), key_count=len(placed), ttl_count=ttl, live_bytes=live,
+                dead_bytes=0, max_bytes=max_bytes, evictions=evictions, base_gen=base_gen,
+                evict_cursor=HEADER_SIZE, created_ns=time.time_ns(), commit_start=log_end)
+    header = bytearray(HEADER_SIZE)
+    header[:16] = encode_preamble()
+    header[OFF_GENERATION:OFF_GENERATION + 8] = gen.to_bytes(8, "little")
+    header[OFF_SYNCED:OFF_SYNCED + 8] = gen.to_bytes(8, "little")
+    start = META_OFFSETS[gen % 2]
+    header[start:start + len(meta.encode())] = meta.encode()
+    os.pwrite(fd, bytes(header), 0)
+    return meta
+
+
+def _flush(fd: int, buf: list[bytes], at: int) -> None:
+    if buf:
+        os.pwrite(fd, b"".join(buf), at)

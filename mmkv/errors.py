@@ -1,0 +1,46 @@
+"""The exception hierarchy. Every mmkv error derives from :class:`Error`.
+
+This module imports nothing from mmkv, so every other module may import it.
+"""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Root of every exception mmkv raises on purpose (built-ins aside)."""
+
+
+class CorruptionError(Error):
+    """The file is damaged or is not an mmkv store.
+
+    Raised by :func:`mmkv.open` when the header or the newest committed state cannot be
+    trusted, by a read whose record fails its checksum, and by :meth:`mmkv.Store.verify`.
+    ``offset`` is where in the file the check failed (``None`` when it is not about one
+    place) and ``key`` the key concerned, where it could be read.
+    """
+
+    def __init__(self, message: str, *, offset: int | None = None, key: object = None,
+                 path: str | None = None) -> None:
+        self.offset = offset
+        self.key = key
+        self.path = path
+        detail = message
+        if offset is not None:
+            detail += f" (at offset {offset})"
+        if key is not None:
+            detail += f" (key {key!r})"
+        if path is not None:
+            detail += f"; run `mmkv verify {path}`, and `mmkv recover` to salvage"
+        super().__init__(detail)
+
+
+class ReadOnlyError(Error, PermissionError):
+    """A write was attempted on a store opened with ``readonly=True``."""
+
+
+class ClosedError(Error, ValueError):
+    """The store was used after :meth:`mmkv.Store.close`."""
+
+
+class LockTimeout(Error, TimeoutError):
+    """The writer lock could not be acquired within ``lock_timeout`` seconds."""

@@ -1,0 +1,139 @@
+"""Salvage: copy every intact record of a damaged store into a new one."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from typing import Any
+
+from . import builder
+from .errors import CorruptionError
+from .format import (
+    HEADER_SIZE,
+    META_OFFSETS,
+    META_SIZE,
+    PUT,
+    RECORD_SIZE,
+    TABLE,
+    Meta,
+)
+from .log import (
+    H_EXP,
+    H_GEN,
+    H_HASH,
+    H_KIND,
+    H_KLEN,
+    H_KTYPE,
+    H_VTYPE,
+    checked_body,
+    read_header,
+    split_body,
+    table_header_ok,
+    total_size,
+)
+
+
+def recover(damaged_path: str | os.PathLike[str], new_path: str | os.PathLike[str]
+            ) -> dict[str, Any]:
+    """Copy every intact live record of ``damaged_path`` into a new store at ``new_path``.
+
+    Scans the log record by record, resynchronising past damage, and keeps each key's newest
+    intact record (a tombstone deletes). Never writes to ``damaged_path``; refuses to overwrite
+    an existing ``new_path`` (FileExistsError). Returns a report: ``recovered`` (keys written),
+    ``lost`` (damaged records skipped), ``lost_bytes``, ``damaged_keys`` (keys whose newest
+    record was damaged, where the key could still be read), ``expired`` and ``deleted``.
+    """
+    src = os.fsdecode(os.fspath(damaged_path))
+    dst = os.fsdecode(os.fspath(new_path))
+    if os.path.exists(dst):
+        raise FileExistsError(f"{dst!r} exists; recover writes a new store")
+    with open(src, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < HEADER_SIZE + RECORD_SIZE:
+            raise CorruptionError("nothing to recover: the file is shorter than one record",
+                                  path=src)
+        mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        try:
+            return _recover(mm, size, src, dst)
+        finally:
+            mm.close()
+
+
+def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
+    metas = [Meta.decode(mm[o:o + META_SIZE]) for o in META_OFFSETS]
+    valid = [m for m in metas if m is not None]
+    # Records past the newest commit were never committed: do not resurrect them.
+    limit = min(size, max(m.log_end for m in valid)) if valid else size
+    max_gen = max(m.gen for m in valid) if valid else None
+    newest: dict[tuple[int, bytes], tuple[int, Any]] = {}
+    damaged: dict[tuple[int, bytes], int] = {}
+    lost = lost_bytes = 0
+    in_damage = False
+    off = HEADER_SIZE
+    while off + RECORD_SIZE <= limit:
+        try:
+            hdr = read_header(mm, limit, off)
+            if hdr[H_KIND] == TABLE:
+                if not table_header_ok(mm, off, hdr):
+                    raise CorruptionError("bad table header", offset=off)
+                off += total_size(hdr)
+                in_damage = False
+                continue
+            if max_gen is not None and hdr[H_GEN] > max_gen:
+                raise CorruptionError("uncommitted record", offset=off)
+            body = checked_body(mm, off, hdr)
+        except CorruptionError:
+            _note_damaged_key(mm, limit, off, damaged)
+            if not in_damage:
+                lost += 1
+                in_damage = True
+            lost_bytes += 8
+            off += 8
+            continue
+        in_damage = False
+        kb, vb = split_body(body, hdr)
+        key = (hdr[H_KTYPE], kb)
+        newest[key] = (off, (hdr, vb))
+        off += total_size(hdr)
+
+    now = time.time()
+    live = []
+    expired = deleted = 0
+    for key, (off, (hdr, vb)) in newest.items():
+        if hdr[H_KIND] != PUT:
+            deleted += 1
+        elif hdr[H_EXP] and hdr[H_EXP] <= now:
+            expired += 1
+        else:
+            live.append((off, key, hdr, vb))
+    live.sort(key=lambda item: item[0])
+    gen = (max_gen or max((h[H_GEN] for _, _, h, _ in live), default=0)) + 1
+    records = (builder.LiveRecord(kt, kb, hdr[H_HASH], hdr[H_VTYPE], vb, hdr[H_GEN], hdr[H_EXP])
+               for _, (kt, kb), hdr, vb in live)
+    tmp = f"{dst}.new-{os.getpid()}"
+    builder.build(tmp, records, gen=gen, base_gen=gen)
+    os.replace(tmp, dst)
+    damaged_keys = [kb.decode("utf-8", "replace") if kt else kb
+                    for (kt, kb), at in damaged.items()
+                    if (kt, kb) not in newest or newest[(kt, kb)][0] < at]
+    return {
+        "recovered": len(live),
+        "lost": lost,
+        "lost_bytes": lost_bytes,
+        "damaged_keys": damaged_keys,
+        "expired": expired,
+        "deleted": deleted,
+    }
+
+
+def _note_damaged_key(mm: mmap.mmap, limit: int, off: int,
+                      damaged: dict[tuple[int, bytes], int]) -> None:
+    """Remember the key of a record whose header parses but whose body fails its checksum."""
+    try:
+        hdr = read_header(mm, limit, off)
+    except CorruptionError:
+        return
+    if hdr[H_KIND] != TABLE and hdr[H_KTYPE] in (0, 1):
+        kb = mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+        damaged[(hdr[H_KTYPE], kb)] = off

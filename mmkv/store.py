@@ -1,0 +1,1141 @@
+"""``Store``: the persistent mapping, composing the mapped file, the index, the log and the lock.
+
+How a read stays consistent without a lock (the full argument is in
+``docs/explanation/concurrency.rst``):
+
+* Every record carries the generation of the commit that wrote it and the offset of the key's
+  previous committed record (``prev``). A reader works at one generation ``G``, the newest
+  published one it has seen, and for a key takes the newest record with ``gen <= G``, walking
+  ``prev`` back past records of commits newer than ``G`` (published after it looked, or never
+  published at all). So a half-applied commit is invisible, and a commit is seen whole.
+* ``G`` and the table location come from a meta slot with a checksum, chosen to match the
+  generation word; a reader refreshes them only when that one 8-byte word changes.
+* A writer appends records, then re-points index slots, then publishes a new meta slot and the
+  generation word: the generation word is the commit point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, ItemsView, Mapping, ValuesView
+from collections.abc import MutableMapping as _MutableMapping
+from typing import Any, TypeVar
+
+from . import builder
+from .codec import decode_key, decode_value, encode_key, encode_value
+from .errors import ClosedError, CorruptionError, Error, ReadOnlyError
+from .format import (
+    DELETE,
+    EVICT,
+    HEADER_SIZE,
+    META_OFFSETS,
+    META_SIZE,
+    MIN_INDEX_CAPACITY,
+    OFF_GENERATION,
+    OFF_RETIRED,
+    OFF_SYNCED,
+    PUT,
+    RECORD,
+    RECORD_SIZE,
+    SLOT_OFFSET_BITS,
+    SLOT_OFFSET_MASK,
+    TABLE,
+    TAG_MASK,
+    VALUE_BYTES,
+    Meta,
+    check_preamble,
+    encode_record,
+    encode_table_header,
+    key_hash,
+    slot_word,
+    table_bytes,
+)
+from .index import capacity_for, find, insert_new, rehash, table_base
+from .locking import WriterLock
+from .log import (
+    H_EXP,
+    H_GEN,
+    H_HASH,
+    H_KIND,
+    H_KLEN,
+    H_KTYPE,
+    H_PREV,
+    H_VTYPE,
+    Header,
+    checked_body,
+    read_header,
+    scan,
+    split_body,
+    total_size,
+)
+from .mmfile import MappedFile
+
+_GEN_W = OFF_GENERATION // 8
+_SYNCED_W = OFF_SYNCED // 8
+_RETIRED_W = OFF_RETIRED // 8
+_DURABILITY = ("async", "sync")
+_unpack_header = RECORD.unpack_from
+_MISSING = object()
+_REFRESH_SPINS = 1000
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Every open store, so a forked child can stop sharing its parent's lock descriptors.
+_open_stores: weakref.WeakValueDictionary[int, Store] = weakref.WeakValueDictionary()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_open_stores.values()):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _ClosedWords:
+    """Stands in for the mapped words after close(): any read raises ClosedError."""
+
+    def __getitem__(self, index: int) -> int:
+        raise ClosedError("the store is closed")
+
+
+class _Pending:
+    """One key written by the open transaction."""
+
+    __slots__ = ("h", "kind", "offset", "prev", "size", "slot", "ttl")
+
+    def __init__(self, offset: int, kind: int, size: int, h: int, prev: int, slot: int,
+                 ttl: bool) -> None:
+        self.offset = offset  # the key's newest record in this transaction
+        self.kind = kind
+        self.size = size
+        self.h = h
+        self.prev = prev  # the key's newest committed record (0: none)
+        self.slot = slot  # its slot in the current table, or -1 when the key has none
+        self.ttl = ttl
+
+
+class _Txn:
+    __slots__ = ("appended", "doomed", "evictions", "gen", "max_bytes", "meta", "pending", "pos",
+                 "thread")
+
+    def __init__(self, meta: Meta, gen: int) -> None:
+        self.meta = meta
+        self.gen = gen
+        self.pos = meta.log_end
+        self.appended = 0
+        self.pending: dict[tuple[int, bytes], _Pending] = {}
+        self.doomed = False
+        self.evictions = 0
+        self.max_bytes = meta.max_bytes
+        self.thread = threading.get_ident()
+
+
+class Store(_MutableMapping[str | bytes, Any]):
+    """A persistent mapping in one memory-mapped file, shared by any number of processes.
+
+    See ``CONTRACT.md`` for the behaviour every method guarantees. Reads take no lock and cost
+    O(1) expected with no system call; writes take the writer lock (``PATH.lock``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False,
+                 durability: str = "async", lock_timeout: float | None = 10.0,
+                 max_bytes: int | None = None, auto_compact: bool = True) -> None:
+        self._closed = True  # until fully open, so __del__/close are safe
+        if durability not in _DURABILITY:
+            raise ValueError(f"durability must be 'async' or 'sync', not {durability!r}")
+        if lock_timeout is not None:
+            if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)):
+                raise TypeError("lock_timeout must be a number of seconds or None")
+            if lock_timeout < 0:
+                raise ValueError("lock_timeout must be >= 0")
+        if max_bytes is not None:
+            if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+                raise TypeError("max_bytes must be an int or None")
+            if max_bytes <= 0:
+                raise ValueError("max_bytes must be > 0")
+        self.path = os.fsdecode(os.fspath(path))
+        self.readonly = bool(readonly)
+        self.durability = durability
+        self.lock_timeout = lock_timeout
+        self.auto_compact = auto_compact
+        self._sync = durability == "sync"
+        self._tlock = threading.RLock()
+        self._depth = 0
+        self._txn: _Txn | None = None
+        self._forked_txn = False
+        self._lock: WriterLock | None = None
+        self._history: dict[int, int] = {}  # generation -> log_end, to start change scans late
+        self._file = self._open_file()
+        self._closed = False
+        self._attach(self._file)
+        _open_stores[id(self)] = self
+        if max_bytes is not None and max_bytes != self._meta.max_bytes:
+            with self._writing() as txn:
+                txn.max_bytes = max_bytes
+
+    # ------------------------------------------------------------------ opening
+
+    def _open_file(self) -> MappedFile:
+        """Open (creating if allowed) the file at ``self.path`` and map it."""
+        flags = os.O_RDONLY if self.readonly else os.O_RDWR
+        for _ in range(100):
+            try:
+                fd = os.open(self.path, flags | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if self.readonly:
+                    raise
+                self._create()
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                if size == 0:
+                    if self.readonly:
+                        raise CorruptionError(
+                            "the file is empty; open it writable once to make it a store",
+                            path=self.path)
+                    os.close(fd)
+                    self._create()
+                    continue
+                check_preamble(os.pread(fd, 16, 0), self.path)
+                if size < HEADER_SIZE:
+                    raise CorruptionError("the file is truncated inside its header",
+                                          path=self.path)
+                return MappedFile(self.path, fd, writable=not self.readonly)
+            except BaseException:
+                os.close(fd)
+                raise
+        raise Error(f"could not open {self.path!r}: it keeps being replaced")
+
+    def _writer_lock(self) -> WriterLock:
+        if self._lock is None:
+            self._lock = WriterLock(self.path + ".lock", self.lock_timeout)
+        return self._lock
+
+    def _create(self) -> None:
+        """Make a new empty store at the path, atomically, unless another process just did."""
+        lock = self._writer_lock()
+        lock.acquire()
+        try:
+            try:
+                st = os.stat(self.path)
+                if st.st_size > 0:
+                    return  # someone else created it while we waited
+            except FileNotFoundError:
+                pass
+            tmp = f"{self.path}.new-{os.getpid()}"
+            builder.build(tmp, (), gen=1, base_gen=0)
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path)
+        finally:
+            lock.release()
+
+    def _attach(self, mf: MappedFile) -> None:
+        """Adopt ``mf`` as the current file: load its newest meta and check the last commit."""
+        self._file = mf
+        self._words: Any = mf.words
+        self._mm = mf.mm
+        self._gen = -1
+        self._meta: Meta = None  # type: ignore[assignment]
+        self._history.clear()
+        self._refresh()
+        if self._words[_SYNCED_W] != self._gen:
+            self._check_last_commit()
+
+    def _reopen_path(self) -> bool:
+        """Follow a compaction that replaced our file. False if the path still holds our file."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._file.fd)
+        if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+            return False
+        new = self._open_file()
+        old = self._file
+        self._attach(new)
+        old.close()
+        return True
+
+    # ------------------------------------------------------------------ reading state
+
+    def _refresh(self) -> None:
+        """Load the meta matching the generation word (the newest published state)."""
+        words = self._words
+        mm = self._mm
+        if words[_RETIRED_W] and self._reopen_path():
+            return
+        a, b = META_OFFSETS
+        meta = None
+        for spin in range(_REFRESH_SPINS):
+            g = words[_GEN_W]
+            m0 = Meta.decode(mm[a:a + META_SIZE])
+            m1 = Meta.decode(mm[b:b + META_SIZE])
+            if m0 is not None and m0.gen == g:
+                meta = m0
+            elif m1 is not None and m1.gen == g:
+                meta = m1
+            elif spin > 20 or g == 0:
+                # No meta matches: a torn header after power loss or damage, not a race.
+                valid = [m for m in (m0, m1) if m is not None]
+                if valid:
+                    meta = max(valid, key=lambda m: m.gen)
+            if meta is not None and words[_GEN_W] == g:
+                break
+            meta = None
+        if meta is None:
+            raise CorruptionError("no valid meta slot in the header", offset=a, path=self.path)
+        self._install(meta)
+
+    def _install(self, meta: Meta) -> None:
+        if meta is self._meta:
+            return
+        end = meta.log_end
+        cap = meta.index_capacity
+        if (end < HEADER_SIZE or meta.index_offset < HEADER_SIZE or cap < MIN_INDEX_CAPACITY
+                or cap & (cap - 1) or meta.index_offset + table_bytes(cap) > end
+                or meta.index_offset % 8):
+            raise CorruptionError("the meta slot describes an impossible layout",
+                                  path=self.path)
+        if end > self._file.size:
+            self._file.ensure(end)
+            self._words = self._file.words
+            self._mm = self._file.mm
+        self._meta = meta
+        self._gen = meta.gen
+        self._tbase = table_base(meta.index_offset)
+        self._bits = cap.bit_length() - 1
+        self._mask = cap - 1
+        self._shift = 32 - self._bits
+        if len(self._history) > 256:
+            self._history.clear()
+        self._history[meta.gen] = end
+
+    def _remap_to(self, end: int) -> None:
+        """Map more of the file: a record past our mapping was written after we mapped it."""
+        self._file.ensure(end)
+        self._words = self._file.words
+        self._mm = self._file.mm
+
+    def _header_at(self, offset: int) -> Header:
+        if offset + RECORD_SIZE > self._file.size:
+            self._remap_to(offset + RECORD_SIZE)
+        hdr = read_header(self._mm, self._file.size, offset)
+        return hdr
+
+    def _locate(self, kt: int, kb: bytes, h: int) -> tuple[int, int, Header | None]:
+        """``(slot, offset, header)`` of the key's newest record in the current table.
+
+        ``(empty slot, 0, None)`` when the table has no slot for the key. Reads the newest
+        record whatever its generation; callers apply visibility.
+        """
+        words = self._words
+        base = self._tbase
+        mask = self._mask
+        tag = h & TAG_MASK
+        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> self._shift
+        klen = len(kb)
+        for _ in range(mask + 1):
+            word = words[base + i]
+            if word == 0:
+                return i, 0, None
+            if word >> SLOT_OFFSET_BITS == tag:
+                off = (word & SLOT_OFFSET_MASK) << 3
+                try:
+                    hdr = self._header_at(off)
+                    if hdr[H_HASH] == h and hdr[H_KLEN] == klen and hdr[H_KTYPE] == kt and \
+                            self._mm[off + RECORD_SIZE: off + RECORD_SIZE + klen] == kb:
+                        return i, off, hdr
+                except CorruptionError:
+                    if words[base + i] == word:
+                        raise
+                    return self._locate(kt, kb, h)  # the slot moved under us: start again
+                if words[base + i] != word:
+                    return self._locate(kt, kb, h)
+            i = (i + 1) & mask
+        raise CorruptionError("index table has no empty slot", path=self.path)
+
+    def _visible(self, kt: int, kb: bytes) -> tuple[int, Header] | None:
+        """The key's record visible at our generation: a live, unexpired PUT, or None."""
+        if self._words[_GEN_W] != self._gen:
+            self._refresh()
+        txn = self._txn
+        if txn is not None and txn.thread == threading.get_ident():
+            p = txn.pending.get((kt, kb))
+            if p is not None:
+                if p.kind != PUT:
+                    return None
+                hdr = self._header_at(p.offset)
+                if hdr[H_EXP] and hdr[H_EXP] <= time.time():
+                    return None
+                return p.offset, hdr
+        h = key_hash(kb, kt)
+        _, off, hdr = self._locate(kt, kb, h)
+        return self._at_generation(off, hdr, self._gen)
+
+    def _at_generation(self, off: int, hdr: Header | None, g: int) -> tuple[int, Header] | None:
+        while hdr is not None and hdr[H_GEN] > g:
+            prev = hdr[H_PREV]
+            if prev == 0:
+                return None
+            if prev >= off:
+                raise CorruptionError("record chain points forward", offset=off)
+            off = prev
+            hdr = self._header_at(off)
+        if hdr is None or hdr[H_KIND] != PUT:
+            return None
+        exp = hdr[H_EXP]
+        if exp and exp <= time.time():
+            return None
+        return off, hdr
+
+    def _value_at(self, off: int, hdr: Header, key: object = None) -> Any:
+        try:
+            body = checked_body(self._mm, off, hdr)
+        except CorruptionError as exc:
+            raise CorruptionError("record checksum mismatch", offset=off, key=key,
+                                  path=self.path) from exc
+        _, vb = split_body(body, hdr)
+        vt = hdr[H_VTYPE]
+        if vt == VALUE_BYTES:
+            return vb
+        try:
+            return decode_value(vt, vb)
+        except Exception as exc:  # msgpack raises several types on bad bytes
+            raise CorruptionError(f"undecodable value: {exc}", offset=off, key=key,
+                                  path=self.path) from None
+
+    # ------------------------------------------------------------------ the mapping: reads
+
+    def __getitem__(self, key: str | bytes) -> Any:
+        kt, kb = encode_key(key)
+        found = self._visible(kt, kb)
+        if found is None:
+            raise KeyError(key)
+        return self._value_at(found[0], found[1], key)
+
+    def get(self, key: str | bytes, default: Any = None) -> Any:
+        kt, kb = encode_key(key)
+        found = self._visible(kt, kb)
+        if found is None:
+            return default
+        return self._value_at(found[0], found[1], key)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            kt, kb = encode_key(key)
+        except (TypeError, ValueError):
+            return False
+        return self._visible(kt, kb) is not None
+
+    def _snapshot(self) -> list[tuple[int, bytes, int, Header]]:
+        """``(key_type, key_bytes, offset, header)`` of every visible key, at one generation."""
+        if self._words[_GEN_W] != self._gen:
+            self._refresh()
+        g = self._gen
+        words = self._words
+        base = self._tbase
+        out = []
+        seen: set[tuple[int, bytes]] = set()
+        txn = self._txn
+        mine = txn is not None and txn.thread == threading.get_ident()
+        for i in range(base, base + self._mask + 1):
+            word = words[i]
+            if not word:
+                continue
+            off = (word & SLOT_OFFSET_MASK) << 3
+            hdr = self._header_at(off)
+            kb = self._mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+            kt = hdr[H_KTYPE]
+            if mine:
+                assert txn is not None
+                seen.add((kt, kb))
+                p = txn.pending.get((kt, kb))
+                if p is not None:
+                    if p.kind == PUT:
+                        phdr = self._header_at(p.offset)
+                        if not (phdr[H_EXP] and phdr[H_EXP] <= time.time()):
+                            out.append((kt, kb, p.offset, phdr))
+                    continue
+            found = self._at_generation(off, hdr, g)
+            if found is not None:
+                out.append((kt, kb, found[0], found[1]))
+        if mine:
+            assert txn is not None
+            now = time.time()
+            for (kt, kb), p in txn.pending.items():
+                if (kt, kb) not in seen and p.kind == PUT:
+                    phdr = self._header_at(p.offset)
+                    if not (phdr[H_EXP] and phdr[H_EXP] <= now):
+                        out.append((kt, kb, p.offset, phdr))
+        return out
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        for kt, kb, _, _ in self._snapshot():
+            yield decode_key(kt, kb)
+
+    def __len__(self) -> int:
+        if self._words[_GEN_W] != self._gen:
+            self._refresh()
+        if self._meta.ttl_count == 0 and (self._txn is None
+                                          or self._txn.thread != threading.get_ident()):
+            return self._meta.key_count
+        return len(self._snapshot())
+
+    def items(self) -> Any:
+        return _ItemsView(self)
+
+    def values(self) -> Any:
+        return _ValuesView(self)
+
+    def _items(self) -> Iterator[tuple[str | bytes, Any]]:
+        for kt, kb, off, hdr in self._snapshot():
+            key = decode_key(kt, kb)
+            yield key, self._value_at(off, hdr, key)
+
+    def get_many(self, keys: Iterable[str | bytes]) -> dict[str | bytes, Any]:
+        """The values of those ``keys`` that are present, all read at one committed state."""
+        if isinstance(keys, (str, bytes, bytearray, memoryview)):
+            raise TypeError("get_many takes an iterable of keys, not a single key")
+        encoded = [(key, *encode_key(key)) for key in keys]
+        if self._words[_GEN_W] != self._gen:
+            self._refresh()
+        g = self._gen
+        out: dict[str | bytes, Any] = {}
+        txn = self._txn
+        mine = txn is not None and txn.thread == threading.get_ident()
+        for key, kt, kb in encoded:
+            if mine:
+                assert txn is not None
+                p = txn.pending.get((kt, kb))
+                if p is not None:
+                    if p.kind == PUT:
+                        hdr = self._header_at(p.offset)
+                        found = self._at_generation(p.offset, hdr, txn.gen)
+                        if found is not None:
+                            out[key] = self._value_at(found[0], found[1], key)
+                    continue
+            _, off, hdr = self._locate(kt, kb, key_hash(kb, kt))
+            found = self._at_generation(off, hdr, g)
+            if found is not None:
+                out[key] = self._value_at(found[0], found[1], key)
+        return out
+
+    # ------------------------------------------------------------------ the mapping: writes
+
+    def __setitem__(self, key: str | bytes, value: Any) -> None:
+        self.put(key, value)
+
+    def put(self, key: str | bytes, value: Any, *, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``; with ``ttl`` seconds, the key expires after that."""
+        kt, kb = encode_key(key)
+        vt, vb = encode_value(value)
+        exp = _expiry(ttl)
+        with self._writing():
+            self._stage(PUT, kt, kb, vt, vb, exp)
+
+    def __delitem__(self, key: str | bytes) -> None:
+        kt, kb = encode_key(key)
+        with self._writing():
+            if self._visible(kt, kb) is None:
+                raise KeyError(key)
+            self._stage(DELETE, kt, kb, VALUE_BYTES, b"", 0.0)
+
+    def pop(self, key: str | bytes, default: Any = _MISSING) -> Any:
+        kt, kb = encode_key(key)
+        with self._writing():
+            found = self._visible(kt, kb)
+            if found is None:
+                if default is _MISSING:
+                    raise KeyError(key)
+                return default
+            value = self._value_at(found[0], found[1], key)
+            self._stage(DELETE, kt, kb, VALUE_BYTES, b"", 0.0)
+            return value
+
+    def popitem(self) -> tuple[str | bytes, Any]:
+        with self._writing():
+            for key, value in self._items():
+                del self[key]
+                return key, value
+            raise KeyError("popitem(): the store is empty")
+
+    def setdefault(self, key: str | bytes, default: Any = None) -> Any:
+        with self._writing():
+            kt, kb = encode_key(key)
+            found = self._visible(kt, kb)
+            if found is not None:
+                return self._value_at(found[0], found[1], key)
+            self.put(key, default)
+            return default
+
+    def update(self, other: Any = (), /, **kwds: Any) -> None:
+        """Write every pair atomically: other processes see all of them or none."""
+        with self._writing():
+            if isinstance(other, Mapping):
+                for key in other:
+                    self.put(key, other[key])
+            elif hasattr(other, "keys"):
+                for key in other.keys():
+                    self.put(key, other[key])
+            else:
+                for key, value in other:
+                    self.put(key, value)
+            for key, value in kwds.items():
+                self.put(key, value)
+
+    def clear(self) -> None:
+        """Delete every key atomically."""
+        with self._writing():
+            for kt, kb, _, _ in self._snapshot():
+                self._stage(DELETE, kt, kb, VALUE_BYTES, b"", 0.0)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self._items()) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ transactions
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the writer lock for the block; commit its writes at the end, all or nothing.
+
+        Reads inside see the block's own writes. An exception rolls back every write of the
+        block and propagates. Nested blocks join the outermost one.
+        """
+        return self._transaction()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._writing():
+            yield
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[_Txn]:
+        """Enter (or join) the write transaction of this thread."""
+        if self._closed:
+            raise ClosedError("the store is closed")
+        if self.readonly:
+            raise ReadOnlyError(f"{self.path!r} was opened read-only")
+        if not self._tlock.acquire(timeout=-1 if self.lock_timeout is None
+                                   else self.lock_timeout):
+            from .errors import LockTimeout
+            raise LockTimeout("another thread of this process holds the store's transaction")
+        try:
+            if self._forked_txn:
+                raise Error("this store was inherited through fork() in the middle of a "
+                            "transaction; reopen it in the child")
+            if self._depth == 0:
+                self._begin()
+            txn = self._txn
+            assert txn is not None
+            self._depth += 1
+            try:
+                yield txn
+            except BaseException:
+                self._depth -= 1
+                txn.doomed = True
+                if self._depth == 0:
+                    self._rollback()
+                raise
+            self._depth -= 1
+            if self._depth == 0:
+                if txn.doomed:
+                    self._rollback()
+                    raise Error("transaction rolled back: an inner block raised")
+                self._commit()
+        finally:
+            self._tlock.release()
+
+    def _begin(self) -> None:
+        lock = self._writer_lock()
+        lock.acquire()
+        try:
+            self._catch_up_for_write()
+            meta = self._meta
+            gen = max(meta.gen, self._words[_GEN_W]) + 1
+            self._txn = _Txn(meta, gen)
+        except BaseException:
+            self._txn = None
+            lock.release()
+            raise
+
+    def _catch_up_for_write(self) -> None:
+        """Holding the lock: follow a compaction, load the newest meta, repair a dead writer."""
+        if self._words[_RETIRED_W] and not self._reopen_path():
+            # Our file is still at the path: a compaction died before its rename.
+            self._words[_RETIRED_W] = 0
+        if self._words[_GEN_W] != self._gen:
+            self._refresh()
+        self._file.ensure(self._meta.log_end)
+        self._recover()
+
+    def _recover(self) -> None:
+        """Undo the index writes of a writer that died before publishing its commit.
+
+        Its records lie from ``log_end`` on, with generation ``meta.gen + 1``; each slot that
+        names one of them is pointed back at the record's ``prev`` (0 makes it empty again).
+        Cost: one header read when there is nothing to do.
+        """
+        meta = self._meta
+        size = self._file.size
+        off = meta.log_end
+        words = self._words
+        dead_gen = meta.gen + 1
+        repaired = False
+        while off + RECORD_SIZE <= size:
+            hdr: Header = _unpack_header(self._mm, off)
+            if hdr[H_GEN] != dead_gen or hdr[H_KIND] not in (PUT, DELETE, EVICT, TABLE):
+                break
+            end = off + total_size(hdr)
+            if end > size:
+                break
+            if hdr[H_KIND] != TABLE:
+                try:
+                    body = checked_body(self._mm, off, hdr)
+                except CorruptionError:
+                    break
+                kb, _ = split_body(body, hdr)
+                slot, found, _ = self._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
+                if found == off:
+                    prev = hdr[H_PREV]
+                    words[self._tbase + slot] = slot_word(hdr[H_HASH], prev) if prev else 0
+                    repaired = True
+            off = end
+        if repaired and self._sync:
+            self._file.sync()
+
+    def _rollback(self) -> None:
+        # Nothing a reader can see was touched: records past log_end are never referenced.
+        self._txn = None
+        assert self._lock is not None
+        self._lock.release()
+
+    def _stage(self, kind: int, kt: int, kb: bytes, vt: int, vb: bytes, exp: float) -> None:
+        """Append one record of the open transaction (invisible until commit)."""
+        txn = self._txn
+        assert txn is not None
+        pkey = (kt, kb)
+        p = txn.pending.get(pkey)
+        h = key_hash(kb, kt) if p is None else p.h
+        if p is None:
+            slot, prev, _ = self._locate(kt, kb, h)
+            if prev == 0:
+                slot = -1
+        else:
+            slot, prev = p.slot, p.prev
+        rec = encode_record(kind, kt, kb, h, vt, vb, txn.gen, prev, exp)
+        off = txn.pos
+        end = off + len(rec)
+        if end > self._file.size:
+            self._grow(end)
+        self._mm[off:end] = rec
+        txn.pos = end
+        txn.appended += len(rec)
+        txn.pending[pkey] = _Pending(off, kind, len(rec), h, prev, slot, exp != 0)
+
+    def _grow(self, needed: int) -> None:
+        self._file.grow(needed)
+        self._words = self._file.words
+        self._mm = self._file.mm
+
+    def _commit(self) -> None:
+        txn = self._txn
+        assert txn is not None and self._lock is not None
+        try:
+            if txn.pending or txn.max_bytes != txn.meta.max_bytes:
+                self._evict(txn)
+                self._publish(txn)
+        finally:
+            self._txn = None
+            self._lock.release()
+        if self.auto_compact and self._should_compact():
+            try:
+                self.compact()
+            except (OSError, Error):
+                pass  # compaction is an optimisation; the commit already stands
+
+    def _effects(self, txn: _Txn) -> tuple[int, int, int, int, int]:
+        """(key_count, ttl_count, live_bytes, dead_bytes, new_slots) after the transaction."""
+        meta = txn.meta
+        keys, ttls, live, dead = meta.key_count, meta.ttl_count, meta.live_bytes, meta.dead_bytes
+        new_slots = 0
+        kept = 0
+        for p in txn.pending.values():
+            if p.prev:
+                c = self._header_at(p.prev)
+                if c[H_KIND] == PUT:
+                    size = total_size(c)
+                    keys -= 1
+                    ttls -= c[H_EXP] != 0
+                    live -= size
+                    dead += size
+            if p.kind == PUT:
+                keys += 1
+                ttls += p.ttl
+                live += p.size
+                kept += p.size
+                if p.slot < 0:
+                    new_slots += 1
+            elif p.slot >= 0:
+                pass  # a tombstone re-points the key's slot
+        dead += txn.appended - kept
+        return keys, ttls, live, dead, new_slots
+
+    def _evict(self, txn: _Txn) -> None:
+        """With a max_bytes bound, delete the least recently written keys until under it."""
+        bound = txn.max_bytes
+        if not bound:
+            return
+        _, _, live, _, _ = self._effects(txn)
+        if live <= bound:
+            return
+        off = max(txn.meta.evict_cursor, HEADER_SIZE)
+        while live > bound and off < txn.pos:
+            hdr = self._header_at(off)
+            size = total_size(hdr)
+            if hdr[H_KIND] == PUT:
+                kb = self._mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+                kt = hdr[H_KTYPE]
+                p = txn.pending.get((kt, kb))
+                current = p.offset if p is not None else self._locate(kt, kb, hdr[H_HASH])[1]
+                if current == off and (p is None or p.kind == PUT):
+                    self._stage(EVICT, kt, kb, VALUE_BYTES, b"", 0.0)
+                    txn.evictions += 1
+                    live -= size
+            off += size
+        txn.meta = txn.meta.replace(evict_cursor=off)
+
+    def _publish(self, txn: _Txn) -> None:
+        meta = txn.meta
+        keys, ttls, live, dead, new_slots = self._effects(txn)
+        index_offset, capacity, used = meta.index_offset, meta.index_capacity, meta.index_used
+        grow = (used + new_slots) * 2 > capacity
+        if grow:
+            index_offset, capacity, used = self._build_table(txn, keys + new_slots)
+        if self._sync:
+            self._file.sync(meta.log_end, txn.pos)
+        words = self._words
+        base = table_base(index_offset)
+        bits = capacity.bit_length() - 1
+        for (kt, kb), p in txn.pending.items():
+            word = slot_word(p.h, p.offset)
+            if grow:
+                slot, found, _ = self._locate_in(base, bits, kt, kb, p.h)
+                if found:
+                    words[base + slot] = word
+                elif p.kind == PUT:
+                    insert_new(words, base, bits, p.h, word)
+                    used += 1
+            elif p.slot >= 0:
+                words[base + p.slot] = word
+            elif p.kind == PUT:
+                insert_new(words, base, bits, p.h, word)
+                used += 1
+        new = meta.replace(
+            gen=txn.gen, log_end=txn.pos, index_offset=index_offset, index_capacity=capacity,
+            index_used=used, key_count=keys, ttl_count=ttls, live_bytes=live, dead_bytes=dead,
+            max_bytes=txn.max_bytes, evictions=meta.evictions + txn.evictions,
+            commit_start=meta.log_end,
+        )
+        start = META_OFFSETS[txn.gen % 2]
+        self._mm[start:start + META_SIZE] = new.encode()
+        words[_GEN_W] = txn.gen  # the commit point
+        if self._sync:
+            self._file.sync()
+        words[_SYNCED_W] = txn.gen
+        self._install(new)
+
+    def _locate_in(self, base: int, bits: int, kt: int, kb: bytes, h: int) -> tuple[int, int, Any]:
+        saved = self._tbase, self._mask, self._shift
+        self._tbase, self._mask, self._shift = base, (1 << bits) - 1, 32 - bits
+        try:
+            return self._locate(kt, kb, h)
+        finally:
+            self._tbase, self._mask, self._shift = saved
+
+    def _build_table(self, txn: _Txn, expected_keys: int) -> tuple[int, int, int]:
+        """Rehash the committed index into a larger table appended to the log."""
+        meta = txn.meta
+        capacity = capacity_for(max(expected_keys, 1), max(MIN_INDEX_CAPACITY,
+                                                            meta.index_capacity * 2))
+        offset = txn.pos
+        size = table_bytes(capacity)
+        if offset + size > self._file.size:
+            self._grow(offset + size)
+        mm = self._mm
+        mm[offset:offset + RECORD_SIZE] = encode_table_header(capacity, txn.gen)
+        mm[offset + RECORD_SIZE:offset + size] = bytes(size - RECORD_SIZE)
+        txn.pos = offset + size
+
+        def keep(record_offset: int) -> int | None:
+            hdr = self._header_at(record_offset)
+            return hdr[H_HASH] if hdr[H_KIND] == PUT else None
+
+        used = rehash(self._words, self._tbase, meta.index_capacity, table_base(offset),
+                      capacity.bit_length() - 1, keep)
+        return offset, capacity, used
+
+    def _check_last_commit(self) -> None:
+        """After a power loss, the newest commit's index writes may not all be on disk.
+
+        The generation word says whether they were synced; if not, check that every key of the
+        newest commit has its slot naming that commit's record, and redo the slots if not
+        (only a writer can; a read-only store raises CorruptionError instead).
+        """
+        meta = self._meta
+        stale = []
+        try:
+            for off, hdr in scan(self._mm, meta.commit_start, meta.log_end):
+                if hdr[H_KIND] == TABLE or hdr[H_GEN] != meta.gen:
+                    continue
+                body = checked_body(self._mm, off, hdr)
+                kb, _ = split_body(body, hdr)
+                slot, found, _ = self._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
+                if found < off:
+                    stale.append((hdr, kb, off))
+        except CorruptionError as exc:
+            raise CorruptionError(f"the newest commit is damaged: {exc}",
+                                  path=self.path) from None
+        if not stale:
+            return
+        if self.readonly:
+            raise CorruptionError("the newest commit's index writes were lost (power loss?);"
+                                  " open the store writable once to repair it", path=self.path)
+        lock = self._writer_lock()
+        lock.acquire()
+        try:
+            if self._words[_GEN_W] != self._gen:
+                self._refresh()
+            for hdr, kb, off in stale:
+                slot, found, _ = self._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
+                if found < off:
+                    if found:
+                        self._words[self._tbase + slot] = slot_word(hdr[H_HASH], off)
+                    else:
+                        insert_new(self._words, self._tbase, self._bits, hdr[H_HASH],
+                                   slot_word(hdr[H_HASH], off))
+            self._file.sync()
+            self._words[_SYNCED_W] = self._gen
+        finally:
+            lock.release()
+
+    # ------------------------------------------------------------------ maintenance
+
+    def sync(self) -> None:
+        """msync everything written so far: when this returns it survives power loss."""
+        self._check_open()
+        self._file.sync()
+
+    def _should_compact(self) -> bool:
+        meta = self._meta
+        waste = meta.log_end - HEADER_SIZE - meta.live_bytes - table_bytes(meta.index_capacity)
+        return waste > meta.live_bytes // 2 + (1 << 20)
+
+    def compact(self) -> None:
+        """Rewrite the live records into a new file and switch every process to it.
+
+        Readers elsewhere keep reading the old file until they notice the switch; writers wait
+        on the lock. Raises Error inside a transaction.
+        """
+        from .compaction import compact
+        self._check_open()
+        if self.readonly:
+            raise ReadOnlyError(f"{self.path!r} was opened read-only")
+        with self._tlock:
+            if self._depth:
+                raise Error("compact() cannot run inside a transaction")
+            lock = self._writer_lock()
+            lock.acquire()
+            try:
+                self._catch_up_for_write()
+                compact(self)
+            finally:
+                lock.release()
+
+    def stats(self) -> dict[str, int]:
+        """Counts and sizes: keys, file_bytes, live_bytes, dead_bytes, evictions, generation."""
+        self._check_open()
+        if self._words[_GEN_W] != self._gen:
+            self._refresh()
+        meta = self._meta
+        live, dead, keys = meta.live_bytes, meta.dead_bytes, meta.key_count
+        if meta.ttl_count:
+            now = time.time()
+            live_now = 0
+            keys = 0
+            for _, _, _, hdr in self._snapshot():
+                if not (hdr[H_EXP] and hdr[H_EXP] <= now):
+                    keys += 1
+                    live_now += total_size(hdr)
+            dead += live - live_now
+            live = live_now
+        return {
+            "keys": keys,
+            "file_bytes": self._file.file_size(),
+            "live_bytes": live,
+            "dead_bytes": dead,
+            "log_bytes": meta.log_end,
+            "index_capacity": meta.index_capacity,
+            "evictions": meta.evictions,
+            "max_bytes": meta.max_bytes,
+            "generation": meta.gen,
+        }
+
+    def verify(self) -> None:
+        """Check the header, the index and every record; CorruptionError names what is wrong."""
+        from .verification import verify
+        self._check_open()
+        verify(self)
+
+    # ------------------------------------------------------------------ change signals
+
+    @property
+    def generation(self) -> int:
+        """The committed generation: the same number in every process for the same state."""
+        self._check_open()
+        if self._words[_GEN_W] != self._gen:
+            self._refresh()
+        return self._gen
+
+    def changed_since(self, generation: int) -> set[str | bytes] | None:
+        """Keys written, deleted or evicted after ``generation``; None if compaction dropped it."""
+        current = self.generation
+        if generation >= current:
+            return set()
+        meta = self._meta
+        if generation < meta.base_gen:
+            return None
+        start = HEADER_SIZE
+        for g in sorted(self._history):
+            if g <= generation:
+                start = max(start, self._history[g])
+        out: set[str | bytes] = set()
+        for off, hdr in scan(self._mm, start, meta.log_end):
+            if hdr[H_KIND] != TABLE and generation < hdr[H_GEN] <= current:
+                kb = self._mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+                out.add(decode_key(hdr[H_KTYPE], kb))
+        return out
+
+    def wait_for_change(self, generation: int, timeout: float | None = None) -> int | None:
+        """Return the generation once it differs from ``generation``; None after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            current = self.generation
+            if current != generation:
+                return current
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    # ------------------------------------------------------------------ caching helpers
+
+    def memoize(self, ttl: float | None = None, key: Callable[..., Any] | None = None
+                ) -> Callable[[F], F]:
+        """Cache a function's results in this store, shared by every process (see CONTRACT)."""
+        from .memoize import memoize
+        return memoize(self, ttl=ttl, key=key)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the store is closed")
+
+    def close(self) -> None:
+        """Release the mapping and the lock; idempotent. Any later use raises ClosedError."""
+        if self._closed:
+            return
+        with self._tlock:
+            self._closed = True
+            self._words = _ClosedWords()
+            self._mm = None
+            self._file.close()
+            if self._lock is not None:
+                self._lock.close()
+            _open_stores.pop(id(self), None)
+
+    def __enter__(self) -> Store:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+    def _after_fork(self) -> None:
+        """In a forked child: new lock descriptor; a transaction in flight cannot continue."""
+        self._tlock = threading.RLock()
+        if self._lock is not None:
+            self._lock.reopen_after_fork()
+        if self._txn is not None:
+            self._forked_txn = True
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self.readonly else "open")
+        return f"<mmkv.Store {self.path!r} {state}>"
+
+
+class _ItemsView(ItemsView[str | bytes, Any]):
+    """Items read at one generation (not one lookup per key)."""
+
+    _mapping: Store
+
+    def __iter__(self) -> Iterator[tuple[str | bytes, Any]]:
+        yield from self._mapping._items()
+
+
+class _ValuesView(ValuesView[Any]):
+    _mapping: Store
+
+    def __iter__(self) -> Iterator[Any]:
+        for _, value in self._mapping._items():
+            yield value
+
+
+def _expiry(ttl: float | None) -> float:
+    if ttl is None:
+        return 0.0
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
+    if not ttl > 0 or ttl != ttl or ttl == float("inf"):
+        raise ValueError("ttl must be a finite number of seconds > 0")
+    return time.time() + ttl
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open(path: str | os.PathLike[str], *, readonly: bool = False, durability: str = "async",
+         lock_timeout: float | None = 10.0, max_bytes: int | None = None,
+         auto_compact: bool = True) -> Store:
+    """Open (creating if needed) the store at ``path``; the same as ``Store(path, ...)``."""
+    return Store(path, readonly=readonly, durability=durability, lock_timeout=lock_timeout,
+                 max_bytes=max_bytes, auto_compact=auto_compact)
