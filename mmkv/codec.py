@@ -37,7 +37,7 @@ def encode_key(key: object) -> tuple[int, bytes]:
         kt = KEY_BYTES
     elif isinstance(key, str):
         return encode_key(str(key))
-    elif isinstance(key, (bytes, bytearray, memoryview)):
+    elif isinstance(key, bytes):
         return encode_key(bytes(key))
     else:
         raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import CorruptionError
 
@@ -69,7 +69,8 @@ MIN_INDEX_CAPACITY = 1024
 
 _crc32 = zlib.crc32
 _pack_record = RECORD.pack
-_pack_meta = META.pack
+_pack_meta_body = struct.Struct("<15Q").pack
+_pack_meta_crc = struct.Struct("<I4x").pack
 
 
 def align(n: int) -> int:
@@ -96,8 +97,7 @@ def home_slot(h: int, bits: int) -> int:
     return ((h * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - bits)
 
 
-@dataclass(frozen=True, slots=True)
-class Meta:
+class Meta(NamedTuple):
     """One committed state of the store; two alternating copies live in the header page."""
 
     gen: int
@@ -117,12 +117,8 @@ class Meta:
     commit_start: int  # where the newest commit's records begin
 
     def encode(self) -> bytes:
-        body = _pack_meta(
-            self.gen, self.log_end, self.index_offset, self.index_capacity, self.index_used,
-            self.key_count, self.ttl_count, self.live_bytes, self.dead_bytes, self.max_bytes,
-            self.evictions, self.base_gen, self.evict_cursor, self.created_ns, self.commit_start, 0,
-        )
-        return body[:120] + struct.pack("<I4x", _crc32(body[:120]))
+        body = _pack_meta_body(*self)
+        return body + _pack_meta_crc(_crc32(body))
 
     @classmethod
     def decode(cls, raw: bytes) -> Meta | None:
@@ -130,12 +126,7 @@ class Meta:
         fields = META.unpack(raw)
         if fields[-1] != _crc32(raw[:120]) or fields[0] == 0:
             return None
-        return cls(*fields[:15])
-
-    def replace(self, **changes: int) -> Meta:
-        values = {name: getattr(self, name) for name in self.__slots__}
-        values.update(changes)
-        return Meta(**values)
+        return cls._make(fields[:15])
 
 
 def encode_preamble() -> bytes:

@@ -70,6 +70,19 @@ def find(words: memoryview, base: int, bits: int, h: int,
     raise CorruptionError("index table has no empty slot", offset=(base << 3) - RECORD_SIZE)
 
 
+def find_word(words: memoryview, base: int, bits: int, h: int, word: int) -> int:
+    """The slot holding exactly ``word`` in ``h``'s probe sequence, or -1 if none does."""
+    mask = (1 << bits) - 1
+    i = home_slot(h, bits)
+    while True:
+        w = words[base + i]
+        if w == word:
+            return i
+        if w == 0:
+            return -1
+        i = (i + 1) & mask
+
+
 def insert_new(words: memoryview, base: int, bits: int, h: int, word: int) -> int:
     """Put ``word`` in the first empty slot of ``h``'s probe sequence (the key must be absent)."""
     mask = (1 << bits) - 1

@@ -17,21 +17,27 @@ How a read stays consistent without a lock (the full argument is in
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import struct
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Iterable, Iterator, ItemsView, Mapping, ValuesView
 from collections.abc import MutableMapping as _MutableMapping
 from typing import Any, TypeVar
 
+import msgpack
+
 from . import builder
-from .codec import decode_key, decode_value, encode_key, encode_value
+from .codec import decode_key, encode_key, encode_value
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError
 from .format import (
     DELETE,
     EVICT,
     HEADER_SIZE,
+    KEY_STR,
     META_OFFSETS,
     META_SIZE,
     MIN_INDEX_CAPACITY,
@@ -46,6 +52,8 @@ from .format import (
     TABLE,
     TAG_MASK,
     VALUE_BYTES,
+    VALUE_MSGPACK,
+    VALUE_STR,
     Meta,
     check_preamble,
     encode_record,
@@ -54,7 +62,7 @@ from .format import (
     slot_word,
     table_bytes,
 )
-from .index import capacity_for, find, insert_new, rehash, table_base
+from .index import capacity_for, find_word, insert_new, rehash, table_base
 from .locking import WriterLock
 from .log import (
     H_EXP,
@@ -80,6 +88,14 @@ _RETIRED_W = OFF_RETIRED // 8
 _DURABILITY = ("async", "sync")
 _unpack_header = RECORD.unpack_from
 _MISSING = object()
+_ABSENT = object()  # a cached miss
+_time = time.time
+_get_ident = threading.get_ident
+_crc32 = zlib.crc32
+_pack_body = struct.Struct(RECORD.format[:1] + RECORD.format[2:]).pack  # a record minus its crc
+_PADS = [b"\0" * n for n in range(8)]
+_unpackb = functools.partial(msgpack.unpackb, raw=False, strict_map_key=False)
+DEFAULT_CACHE_BYTES = 32 << 20
 _REFRESH_SPINS = 1000
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,20 +120,11 @@ class _ClosedWords:
         raise ClosedError("the store is closed")
 
 
-class _Pending:
-    """One key written by the open transaction."""
-
-    __slots__ = ("h", "kind", "offset", "prev", "size", "slot", "ttl")
-
-    def __init__(self, offset: int, kind: int, size: int, h: int, prev: int, slot: int,
-                 ttl: bool) -> None:
-        self.offset = offset  # the key's newest record in this transaction
-        self.kind = kind
-        self.size = size
-        self.h = h
-        self.prev = prev  # the key's newest committed record (0: none)
-        self.slot = slot  # its slot in the current table, or -1 when the key has none
-        self.ttl = ttl
+# A key written by the open transaction is a tuple (a class costs more to build on the hot path):
+# (offset of its newest record in this transaction, kind, record size, key hash, offset of its
+#  newest committed record or 0, its slot in the current table or -1, whether it has a ttl).
+P_OFF, P_KIND, P_SIZE, P_HASH, P_PREV, P_SLOT, P_TTL = range(7)
+_Pending = tuple[int, int, int, int, int, int, bool]
 
 
 class _Txn:
@@ -145,7 +152,8 @@ class Store(_MutableMapping[str | bytes, Any]):
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False,
                  durability: str = "async", lock_timeout: float | None = 10.0,
-                 max_bytes: int | None = None, auto_compact: bool = True) -> None:
+                 max_bytes: int | None = None, auto_compact: bool = True,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self._closed = True  # until fully open, so __del__/close are safe
         if durability not in _DURABILITY:
             raise ValueError(f"durability must be 'async' or 'sync', not {durability!r}")
@@ -171,6 +179,10 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._forked_txn = False
         self._lock: WriterLock | None = None
         self._history: dict[int, int] = {}  # generation -> log_end, to start change scans late
+        self._cache: dict[Any, Any] = {}
+        self._cache_lock = threading.Lock()
+        self._cache_used = 0
+        self._cache_limit = max(0, int(cache_bytes))
         self._file = self._open_file()
         self._closed = False
         self._attach(self._file)
@@ -243,6 +255,9 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._gen = -1
         self._meta: Meta = None  # type: ignore[assignment]
         self._history.clear()
+        with self._cache_lock:
+            self._cache.clear()
+            self._cache_used = 0
         self._refresh()
         if self._words[_SYNCED_W] != self._gen:
             self._check_last_commit()
@@ -306,6 +321,14 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._file.ensure(end)
             self._words = self._file.words
             self._mm = self._file.mm
+        old = self._meta
+        if self._cache:
+            with self._cache_lock:
+                if old is not None and old.log_end <= end:
+                    self._forget_written(old.log_end, end)
+                else:
+                    self._cache.clear()
+                    self._cache_used = 0
         self._meta = meta
         self._gen = meta.gen
         self._tbase = table_base(meta.index_offset)
@@ -315,6 +338,31 @@ class Store(_MutableMapping[str | bytes, Any]):
         if len(self._history) > 256:
             self._history.clear()
         self._history[meta.gen] = end
+
+    def _forget_written(self, start: int, end: int) -> None:
+        """Drop the cache entries of every key written in ``[start, end)`` (lock held)."""
+        cache = self._cache
+        if end - start > 1 << 22:
+            cache.clear()
+            self._cache_used = 0
+            return
+        mm = self._mm
+        try:
+            for off, hdr in scan(mm, start, end):
+                if hdr[H_KIND] != TABLE:
+                    kb = mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+                    if hdr[H_KTYPE] == KEY_STR:
+                        try:
+                            cache.pop(kb.decode("utf-8"), None)
+                        except UnicodeDecodeError:
+                            cache.clear()  # damage: let the reads find and report it
+                            self._cache_used = 0
+                            return
+                    else:
+                        cache.pop(kb, None)
+        except CorruptionError:
+            cache.clear()
+            self._cache_used = 0
 
     def _remap_to(self, end: int) -> None:
         """Map more of the file: a record past our mapping was written after we mapped it."""
@@ -368,12 +416,12 @@ class Store(_MutableMapping[str | bytes, Any]):
         if txn is not None and txn.thread == threading.get_ident():
             p = txn.pending.get((kt, kb))
             if p is not None:
-                if p.kind != PUT:
+                if p[P_KIND] != PUT:
                     return None
-                hdr = self._header_at(p.offset)
+                hdr = self._header_at(p[P_OFF])
                 if hdr[H_EXP] and hdr[H_EXP] <= time.time():
                     return None
-                return p.offset, hdr
+                return p[P_OFF], hdr
         h = key_hash(kb, kt)
         _, off, hdr = self._locate(kt, kb, h)
         return self._at_generation(off, hdr, self._gen)
@@ -395,43 +443,124 @@ class Store(_MutableMapping[str | bytes, Any]):
         return off, hdr
 
     def _value_at(self, off: int, hdr: Header, key: object = None) -> Any:
-        try:
-            body = checked_body(self._mm, off, hdr)
-        except CorruptionError as exc:
-            raise CorruptionError("record checksum mismatch", offset=off, key=key,
-                                  path=self.path) from exc
-        _, vb = split_body(body, hdr)
-        vt = hdr[H_VTYPE]
-        if vt == VALUE_BYTES:
-            return vb
-        try:
-            return decode_value(vt, vb)
-        except Exception as exc:  # msgpack raises several types on bad bytes
-            raise CorruptionError(f"undecodable value: {exc}", offset=off, key=key,
-                                  path=self.path) from None
+        vt, payload = self._payload(off, hdr, key)
+        return _unpackb(payload) if vt == VALUE_MSGPACK else payload
 
     # ------------------------------------------------------------------ the mapping: reads
 
     def __getitem__(self, key: str | bytes) -> Any:
-        kt, kb = encode_key(key)
-        found = self._visible(kt, kb)
-        if found is None:
-            raise KeyError(key)
-        return self._value_at(found[0], found[1], key)
+        # Fast path: a per-process cache entry, valid while the generation word is unchanged
+        # (every commit's records are scanned to evict the keys they name; see _install).
+        if self._words[2] == self._gen and self._txn is None:
+            entry = self._cache.get(key)
+            if entry is not None:
+                if entry is _ABSENT:
+                    raise KeyError(key)
+                vt, payload, exp = entry
+                if not exp or exp > _time():
+                    return _unpackb(payload) if vt == VALUE_MSGPACK else payload
+        return self._fetch(key, _MISSING)
 
     def get(self, key: str | bytes, default: Any = None) -> Any:
-        kt, kb = encode_key(key)
-        found = self._visible(kt, kb)
-        if found is None:
-            return default
-        return self._value_at(found[0], found[1], key)
+        if self._words[2] == self._gen and self._txn is None:
+            entry = self._cache.get(key)
+            if entry is not None:
+                if entry is _ABSENT:
+                    return default
+                vt, payload, exp = entry
+                if not exp or exp > _time():
+                    return _unpackb(payload) if vt == VALUE_MSGPACK else payload
+        return self._fetch(key, default)
 
     def __contains__(self, key: object) -> bool:
+        if self._words[2] == self._gen and self._txn is None:
+            try:
+                entry = self._cache.get(key)
+            except TypeError:
+                return False
+            if entry is not None:
+                if entry is _ABSENT:
+                    return False
+                exp = entry[2]
+                if not exp or exp > _time():
+                    return True
         try:
-            kt, kb = encode_key(key)
-        except (TypeError, ValueError):
+            self._fetch(key, _MISSING)
+        except KeyError:
             return False
-        return self._visible(kt, kb) is not None
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ClosedError):
+                raise
+            return False
+        return True
+
+    def _fetch(self, key: object, default: Any) -> Any:
+        """The slow read: probe the index at our generation, check the record, fill the cache."""
+        kt, kb = encode_key(key)
+        if self._words[2] != self._gen:
+            self._refresh()
+        g = self._gen
+        txn = self._txn
+        cacheable = txn is None and (type(key) is str or type(key) is bytes)
+        found = None
+        if txn is not None and txn.thread == threading.get_ident():
+            p = txn.pending.get((kt, kb))
+            if p is not None:
+                hdr = self._header_at(p[P_OFF])
+                found = self._at_generation(p[P_OFF], hdr, txn.gen) if p[P_KIND] == PUT else None
+                return self._decoded(key, found, default)
+        _, off, hdr = self._locate(kt, kb, key_hash(kb, kt))
+        found = self._at_generation(off, hdr, g)
+        if not cacheable:
+            return self._decoded(key, found, default)
+        if found is None:
+            entry: Any = _ABSENT
+            value = default
+        else:
+            off, hdr = found
+            vt, payload = self._payload(off, hdr, key)
+            entry = (vt, payload, hdr[H_EXP])
+            value = _unpackb(payload) if vt == VALUE_MSGPACK else payload
+        with self._cache_lock:
+            if self._gen == g and self._cache_limit:
+                self._cache_used += 96 + (0 if entry is _ABSENT else len(entry[1]))
+                if self._cache_used > self._cache_limit:
+                    self._cache.clear()
+                    self._cache_used = 0
+                self._cache[key] = entry
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def _decoded(self, key: object, found: tuple[int, Header] | None, default: Any) -> Any:
+        if found is None:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        vt, payload = self._payload(found[0], found[1], key)
+        return _unpackb(payload) if vt == VALUE_MSGPACK else payload
+
+    def _payload(self, off: int, hdr: Header, key: object) -> tuple[int, Any]:
+        """``(value_type, payload)``: bytes/str values as returned, msgpack values as bytes."""
+        try:
+            body = checked_body(self._mm, off, hdr)
+        except CorruptionError:
+            raise CorruptionError("record checksum mismatch", offset=off, key=key,
+                                  path=self.path) from None
+        _, vb = split_body(body, hdr)
+        vt = hdr[H_VTYPE]
+        try:
+            if vt == VALUE_STR:
+                return vt, vb.decode("utf-8")
+            if vt == VALUE_MSGPACK:
+                _unpackb(vb)  # a damaged value must fail here, not in the caller's hands later
+                return vt, vb
+            if vt == VALUE_BYTES:
+                return vt, vb
+        except Exception as exc:  # msgpack and the codec raise several types on bad bytes
+            raise CorruptionError(f"undecodable value: {exc}", offset=off, key=key,
+                                  path=self.path) from None
+        raise CorruptionError(f"unknown value type {vt}", offset=off, key=key, path=self.path)
 
     def _snapshot(self) -> list[tuple[int, bytes, int, Header]]:
         """``(key_type, key_bytes, offset, header)`` of every visible key, at one generation."""
@@ -457,10 +586,10 @@ class Store(_MutableMapping[str | bytes, Any]):
                 seen.add((kt, kb))
                 p = txn.pending.get((kt, kb))
                 if p is not None:
-                    if p.kind == PUT:
-                        phdr = self._header_at(p.offset)
+                    if p[P_KIND] == PUT:
+                        phdr = self._header_at(p[P_OFF])
                         if not (phdr[H_EXP] and phdr[H_EXP] <= time.time()):
-                            out.append((kt, kb, p.offset, phdr))
+                            out.append((kt, kb, p[P_OFF], phdr))
                     continue
             found = self._at_generation(off, hdr, g)
             if found is not None:
@@ -469,10 +598,10 @@ class Store(_MutableMapping[str | bytes, Any]):
             assert txn is not None
             now = time.time()
             for (kt, kb), p in txn.pending.items():
-                if (kt, kb) not in seen and p.kind == PUT:
-                    phdr = self._header_at(p.offset)
+                if (kt, kb) not in seen and p[P_KIND] == PUT:
+                    phdr = self._header_at(p[P_OFF])
                     if not (phdr[H_EXP] and phdr[H_EXP] <= now):
-                        out.append((kt, kb, p.offset, phdr))
+                        out.append((kt, kb, p[P_OFF], phdr))
         return out
 
     def __iter__(self) -> Iterator[str | bytes]:
@@ -514,9 +643,9 @@ class Store(_MutableMapping[str | bytes, Any]):
                 assert txn is not None
                 p = txn.pending.get((kt, kb))
                 if p is not None:
-                    if p.kind == PUT:
-                        hdr = self._header_at(p.offset)
-                        found = self._at_generation(p.offset, hdr, txn.gen)
+                    if p[P_KIND] == PUT:
+                        hdr = self._header_at(p[P_OFF])
+                        found = self._at_generation(p[P_OFF], hdr, txn.gen)
                         if found is not None:
                             out[key] = self._value_at(found[0], found[1], key)
                     continue
@@ -535,9 +664,18 @@ class Store(_MutableMapping[str | bytes, Any]):
         """Store ``value`` under ``key``; with ``ttl`` seconds, the key expires after that."""
         kt, kb = encode_key(key)
         vt, vb = encode_value(value)
-        exp = _expiry(ttl)
-        with self._writing():
+        exp = 0.0 if ttl is None else _expiry(ttl)
+        txn = self._txn
+        if txn is not None and txn.thread == _get_ident() and not self._forked_txn:
+            self._stage(PUT, kt, kb, vt, vb, exp)  # joins the open transaction
+            return
+        self._enter_write()
+        try:
             self._stage(PUT, kt, kb, vt, vb, exp)
+        except BaseException:
+            self._leave_write(failed=True)
+            raise
+        self._leave_write(failed=False)
 
     def __delitem__(self, key: str | bytes) -> None:
         kt, kb = encode_key(key)
@@ -620,6 +758,16 @@ class Store(_MutableMapping[str | bytes, Any]):
     @contextlib.contextmanager
     def _writing(self) -> Iterator[_Txn]:
         """Enter (or join) the write transaction of this thread."""
+        txn = self._enter_write()
+        try:
+            yield txn
+        except BaseException:
+            self._leave_write(failed=True)
+            raise
+        self._leave_write(failed=False)
+
+    def _enter_write(self) -> _Txn:
+        """Take this thread's share of the write transaction, beginning it if needed."""
         if self._closed:
             raise ClosedError("the store is closed")
         if self.readonly:
@@ -634,23 +782,29 @@ class Store(_MutableMapping[str | bytes, Any]):
                             "transaction; reopen it in the child")
             if self._depth == 0:
                 self._begin()
+        except BaseException:
+            self._tlock.release()
+            raise
+        self._depth += 1
+        txn = self._txn
+        assert txn is not None
+        return txn
+
+    def _leave_write(self, *, failed: bool) -> None:
+        """Give back this thread's share; the outermost leave commits or rolls back."""
+        try:
             txn = self._txn
             assert txn is not None
-            self._depth += 1
-            try:
-                yield txn
-            except BaseException:
-                self._depth -= 1
-                txn.doomed = True
-                if self._depth == 0:
-                    self._rollback()
-                raise
             self._depth -= 1
+            if failed:
+                txn.doomed = True
             if self._depth == 0:
                 if txn.doomed:
                     self._rollback()
-                    raise Error("transaction rolled back: an inner block raised")
-                self._commit()
+                    if not failed:
+                        raise Error("transaction rolled back: an inner block raised")
+                else:
+                    self._commit()
         finally:
             self._tlock.release()
 
@@ -723,23 +877,55 @@ class Store(_MutableMapping[str | bytes, Any]):
         txn = self._txn
         assert txn is not None
         pkey = (kt, kb)
-        p = txn.pending.get(pkey)
-        h = key_hash(kb, kt) if p is None else p.h
+        pending = txn.pending
+        p = pending.get(pkey)
         if p is None:
-            slot, prev, _ = self._locate(kt, kb, h)
-            if prev == 0:
-                slot = -1
+            h = _crc32(kb, kt)
+            slot, prev = self._writer_probe(kt, kb, h)
         else:
-            slot, prev = p.slot, p.prev
-        rec = encode_record(kind, kt, kb, h, vt, vb, txn.gen, prev, exp)
+            h, prev, slot = p[P_HASH], p[P_PREV], p[P_SLOT]
+        klen = len(kb)
+        vlen = len(vb)
+        size = (RECORD_SIZE + klen + vlen + 7) & ~7
+        body = _pack_body(kind, kt, vt, 0, txn.gen, prev, h, klen, 0, vlen, 0, exp)
         off = txn.pos
-        end = off + len(rec)
+        end = off + size
         if end > self._file.size:
             self._grow(end)
-        self._mm[off:end] = rec
+        body = body + kb + vb + _PADS[size - RECORD_SIZE - klen - vlen]
+        self._mm[off:end] = _crc32(body).to_bytes(4, "little") + body
         txn.pos = end
-        txn.appended += len(rec)
-        txn.pending[pkey] = _Pending(off, kind, len(rec), h, prev, slot, exp != 0)
+        txn.appended += size
+        pending[pkey] = (off, kind, size, h, prev, slot, exp != 0)
+
+    def _writer_probe(self, kt: int, kb: bytes, h: int) -> tuple[int, int]:
+        """``(slot, offset)`` of the key's newest committed record, or ``(-1, 0)``.
+
+        Only a writer holding the lock calls this, after recovery: every slot then names a
+        complete committed record, so no retry logic is needed (unlike :meth:`_locate`).
+        """
+        words = self._words
+        mm = self._mm
+        base = self._tbase
+        mask = self._mask
+        tag = h & TAG_MASK
+        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> self._shift
+        klen = len(kb)
+        for _ in range(mask + 1):
+            word = words[base + i]
+            if word == 0:
+                return -1, 0
+            if word >> SLOT_OFFSET_BITS == tag:
+                off = (word & SLOT_OFFSET_MASK) << 3
+                if off + RECORD_SIZE + klen > self._file.size:
+                    raise CorruptionError("index slot points past the end of the file",
+                                          offset=off, path=self.path)
+                hdr = _unpack_header(mm, off)
+                if hdr[H_KLEN] == klen and hdr[H_KTYPE] == kt and \
+                        mm[off + RECORD_SIZE: off + RECORD_SIZE + klen] == kb:
+                    return i, off
+            i = (i + 1) & mask
+        raise CorruptionError("index table has no empty slot", path=self.path)
 
     def _grow(self, needed: int) -> None:
         self._file.grow(needed)
@@ -769,22 +955,22 @@ class Store(_MutableMapping[str | bytes, Any]):
         new_slots = 0
         kept = 0
         for p in txn.pending.values():
-            if p.prev:
-                c = self._header_at(p.prev)
+            if p[P_PREV]:
+                c = self._header_at(p[P_PREV])
                 if c[H_KIND] == PUT:
                     size = total_size(c)
                     keys -= 1
                     ttls -= c[H_EXP] != 0
                     live -= size
                     dead += size
-            if p.kind == PUT:
+            if p[P_KIND] == PUT:
                 keys += 1
-                ttls += p.ttl
-                live += p.size
-                kept += p.size
-                if p.slot < 0:
+                ttls += p[P_TTL]
+                live += p[P_SIZE]
+                kept += p[P_SIZE]
+                if p[P_SLOT] < 0:
                     new_slots += 1
-            elif p.slot >= 0:
+            elif p[P_SLOT] >= 0:
                 pass  # a tombstone re-points the key's slot
         dead += txn.appended - kept
         return keys, ttls, live, dead, new_slots
@@ -805,13 +991,13 @@ class Store(_MutableMapping[str | bytes, Any]):
                 kb = self._mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
                 kt = hdr[H_KTYPE]
                 p = txn.pending.get((kt, kb))
-                current = p.offset if p is not None else self._locate(kt, kb, hdr[H_HASH])[1]
-                if current == off and (p is None or p.kind == PUT):
+                current = p[P_OFF] if p is not None else self._locate(kt, kb, hdr[H_HASH])[1]
+                if current == off and (p is None or p[P_KIND] == PUT):
                     self._stage(EVICT, kt, kb, VALUE_BYTES, b"", 0.0)
                     txn.evictions += 1
                     live -= size
             off += size
-        txn.meta = txn.meta.replace(evict_cursor=off)
+        txn.meta = txn.meta._replace(evict_cursor=off)
 
     def _publish(self, txn: _Txn) -> None:
         meta = txn.meta
@@ -826,20 +1012,25 @@ class Store(_MutableMapping[str | bytes, Any]):
         base = table_base(index_offset)
         bits = capacity.bit_length() - 1
         for (kt, kb), p in txn.pending.items():
-            word = slot_word(p.h, p.offset)
+            word = slot_word(p[P_HASH], p[P_OFF])
             if grow:
-                slot, found, _ = self._locate_in(base, bits, kt, kb, p.h)
-                if found:
+                # The rehash copied the key's old slot word (if its committed record was live)
+                # unchanged, so it is found by that word alone, without reading records.
+                slot = -1
+                if p[P_PREV]:
+                    slot = find_word(words, base, bits, p[P_HASH],
+                                     slot_word(p[P_HASH], p[P_PREV]))
+                if slot >= 0:
                     words[base + slot] = word
-                elif p.kind == PUT:
-                    insert_new(words, base, bits, p.h, word)
+                elif p[P_KIND] == PUT:
+                    insert_new(words, base, bits, p[P_HASH], word)
                     used += 1
-            elif p.slot >= 0:
-                words[base + p.slot] = word
-            elif p.kind == PUT:
-                insert_new(words, base, bits, p.h, word)
+            elif p[P_SLOT] >= 0:
+                words[base + p[P_SLOT]] = word
+            elif p[P_KIND] == PUT:
+                insert_new(words, base, bits, p[P_HASH], word)
                 used += 1
-        new = meta.replace(
+        new = meta._replace(
             gen=txn.gen, log_end=txn.pos, index_offset=index_offset, index_capacity=capacity,
             index_used=used, key_count=keys, ttl_count=ttls, live_bytes=live, dead_bytes=dead,
             max_bytes=txn.max_bytes, evictions=meta.evictions + txn.evictions,
@@ -852,14 +1043,6 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._file.sync()
         words[_SYNCED_W] = txn.gen
         self._install(new)
-
-    def _locate_in(self, base: int, bits: int, kt: int, kb: bytes, h: int) -> tuple[int, int, Any]:
-        saved = self._tbase, self._mask, self._shift
-        self._tbase, self._mask, self._shift = base, (1 << bits) - 1, 32 - bits
-        try:
-            return self._locate(kt, kb, h)
-        finally:
-            self._tbase, self._mask, self._shift = saved
 
     def _build_table(self, txn: _Txn, expected_keys: int) -> tuple[int, int, int]:
         """Rehash the committed index into a larger table appended to the log."""
