@@ -84,12 +84,12 @@ def encode_value(value: object) -> tuple[int, bytes]:
 
 
 def _check_map_keys(value: Any, depth: int = 0) -> None:
-    """Reject dict keys that would not come back hashable (a tuple key decodes as a list)."""
+    """Reject dict keys other than str, bytes and int (a tuple key would decode as a list)."""
     if depth > 512:
         raise TypeError("unsupported value: nested too deeply")
     if isinstance(value, dict):
         for k, v in value.items():
-            if isinstance(k, (tuple, list, dict)):
+            if not isinstance(k, (str, bytes, int)):
                 raise TypeError(f"unsupported dict key type: {type(k).__name__}")
             if isinstance(v, (dict, list, tuple)):
                 _check_map_keys(v, depth + 1)

@@ -673,7 +673,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         try:
             self._stage(PUT, kt, kb, vt, vb, exp)
         except BaseException:
-            self._leave_write(failed=True)
+            self._leave_write(failed=True, wrote=False)
             raise
         self._leave_write(failed=False)
 
@@ -714,18 +714,16 @@ class Store(_MutableMapping[str | bytes, Any]):
 
     def update(self, other: Any = (), /, **kwds: Any) -> None:
         """Write every pair atomically: other processes see all of them or none."""
+        if isinstance(other, Mapping) or hasattr(other, "keys"):
+            pairs = [(key, other[key]) for key in other.keys()]
+        else:
+            pairs = list(other)
+        pairs.extend(kwds.items())
+        # Encode everything first: a bad key or value must fail before anything is written.
+        encoded = [(*encode_key(key), *encode_value(value)) for key, value in pairs]
         with self._writing():
-            if isinstance(other, Mapping):
-                for key in other:
-                    self.put(key, other[key])
-            elif hasattr(other, "keys"):
-                for key in other.keys():
-                    self.put(key, other[key])
-            else:
-                for key, value in other:
-                    self.put(key, value)
-            for key, value in kwds.items():
-                self.put(key, value)
+            for kt, kb, vt, vb in encoded:
+                self._stage(PUT, kt, kb, vt, vb, 0.0)
 
     def clear(self) -> None:
         """Delete every key atomically."""
@@ -759,10 +757,13 @@ class Store(_MutableMapping[str | bytes, Any]):
     def _writing(self) -> Iterator[_Txn]:
         """Enter (or join) the write transaction of this thread."""
         txn = self._enter_write()
+        start = txn.pos
         try:
             yield txn
         except BaseException:
-            self._leave_write(failed=True)
+            # A block that raised before writing anything leaves nothing to undo; one that wrote
+            # dooms the whole transaction (nested blocks have no savepoints).
+            self._leave_write(failed=True, wrote=txn.pos != start)
             raise
         self._leave_write(failed=False)
 
@@ -790,16 +791,16 @@ class Store(_MutableMapping[str | bytes, Any]):
         assert txn is not None
         return txn
 
-    def _leave_write(self, *, failed: bool) -> None:
+    def _leave_write(self, *, failed: bool, wrote: bool = True) -> None:
         """Give back this thread's share; the outermost leave commits or rolls back."""
         try:
             txn = self._txn
             assert txn is not None
             self._depth -= 1
-            if failed:
+            if failed and wrote:
                 txn.doomed = True
             if self._depth == 0:
-                if txn.doomed:
+                if failed or txn.doomed:
                     self._rollback()
                     if not failed:
                         raise Error("transaction rolled back: an inner block raised")
