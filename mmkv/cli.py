@@ -223,11 +223,22 @@ def _progress_class() -> Any:
         return None
 
 
-def _progress(items: Iterable[T], *, desc: str, total: int | None = None) -> Iterable[T]:
+def _progress(
+    items: Iterable[T], *, desc: str, total: Callable[[], int] | None = None
+) -> Iterable[T]:
+    """``items``, wrapped in a bar when there is one; ``total`` is only called then."""
     bar = _progress_class()
     if bar is None:
         return items
-    return bar(items, desc=desc, total=total, unit="key", leave=False, file=sys.stderr)  # type: ignore[no-any-return]
+    wrapped: Iterable[T] = bar(
+        items,
+        desc=desc,
+        total=None if total is None else total(),
+        unit="key",
+        leave=False,
+        file=sys.stderr,
+    )
+    return wrapped
 
 
 @contextlib.contextmanager
@@ -342,7 +353,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     """Print the store's statistics as a table, or one JSON object with --json."""
     with _open(args, readonly=True) as db:
         stats = db.stats()
-    _write_line(json.dumps(stats, sort_keys=False) if args.json else _table(stats))
+    _write_line(dumps_tagged(stats) if args.json else _table(stats))
     return EXIT_OK
 
 
@@ -369,21 +380,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    """Write every key as one JSON Lines object, streaming."""
+    """Write every key as one JSON Lines object, streaming.
+
+    Keys are read one at a time, so while other processes write, the dump is not one
+    snapshot: each line holds a value the key had during the dump.
+    """
     out = _stdout()
     with _open(args, readonly=True) as db:
-        for key in _progress(db, desc="dumping", total=len(db)):
+        for key in _progress(db, desc="dumping", total=lambda: len(db)):
             try:
                 value = db[key]
             except KeyError:  # expired or deleted by another process since iteration began
                 continue
-            line = json.dumps(
-                {"key": to_tagged(key), "value": to_tagged(value)},
-                ensure_ascii=False,
-                allow_nan=False,
-                separators=(",", ":"),
-            )
-            out.write(line.encode("utf-8") + b"\n")
+            out.write(dumps_tagged({"key": key, "value": value}).encode("utf-8") + b"\n")
     return EXIT_OK
 
 
@@ -416,7 +425,9 @@ def cmd_load(args: argparse.Namespace) -> int:
     with _open(args, readonly=False) as db, db.transaction():
         if args.replace:
             db.clear()
-        for line_number, key, value in _progress(entries, desc="loading", total=len(entries)):
+        for line_number, key, value in _progress(
+            entries, desc="loading", total=lambda: len(entries)
+        ):
             try:
                 db[key] = value
             except (ValueError, TypeError) as exc:
@@ -432,7 +443,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
         raise CommandError("this version of mmkv has no recover()", EXIT_DAMAGED)
     with _busy("recovering"):
         report = recover(args.damaged, args.new)
-    _write_line(json.dumps(dict(report)) if args.json else _table(report))
+    _write_line(dumps_tagged(dict(report)) if args.json else _table(report))
     return EXIT_OK
 
 
@@ -450,28 +461,22 @@ exit codes:
 """
 
 
-def _lock_timeout(text: str) -> float | None:
-    if text.lower() in ("none", "inf", "forever"):
-        return None
-    seconds = _non_negative(text)
-    return seconds
-
-
-def _non_negative(text: str) -> float:
+def _seconds(text: str, *, minimum: str = ">= 0") -> float:
     try:
         seconds = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not seconds >= 0 or math.isinf(seconds):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(seconds) or seconds < 0 or (minimum == "> 0" and seconds == 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number {minimum}: {text!r}")
     return seconds
 
 
-def _positive(text: str) -> float:
-    seconds = _non_negative(text)
-    if seconds == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return seconds
+def _lock_timeout(text: str) -> float | None:
+    return None if text.lower() in ("none", "inf", "forever") else _seconds(text)
+
+
+def _ttl(text: str) -> float:
+    return _seconds(text, minimum="> 0")
 
 
 def _count(text: str) -> int:
@@ -536,9 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(suppress=False)],
     )
-    parser.add_argument(
-        "--version", action="version", version=f"mmkv {getattr(mmkv, '__version__', '?')}"
-    )
+    parser.add_argument("--version", action="version", version=f"mmkv {mmkv.__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     put = _add_verb(
@@ -552,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key(put)
     put.add_argument("value", metavar="VALUE", help='the value; "-" reads it from stdin')
     put.add_argument("--json", action="store_true", help="parse VALUE (or stdin) as tagged JSON")
-    put.add_argument("--ttl", type=_positive, metavar="SECONDS", help="expire after SECONDS")
+    put.add_argument("--ttl", type=_ttl, metavar="SECONDS", help="expire after SECONDS")
 
     get = _add_verb(
         verbs,
@@ -641,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe(exc: BaseException) -> str:
     """A one-line message for an expected failure."""
     if isinstance(exc, mmkv.LockTimeout):
-        message = f"{exc or 'writer lock timeout'} (another process is writing; see --lock-timeout)"
+        message = f"{exc or 'timed out waiting for the writer lock'} (--lock-timeout sets the wait)"
     elif isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         message = f"{os.fsdecode(exc.filename)}: {exc.strerror}"
     else:
