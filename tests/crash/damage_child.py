@@ -26,6 +26,7 @@ import random
 import resource
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,19 @@ class Checker:
                 for key, entries in self.history.items()
                 if entries[-1][0] and key not in got
             )
+        # Results unchecked: these only must not fail other than with CorruptionError.
+        probes: dict[str, Callable[[], object]] = {
+            "len()": lambda: len(db),
+            "stats()": db.stats,
+            "in": lambda: [key in db for key in self.history],
+        }
+        for name, probe in probes.items():
+            try:
+                probe()
+            except mmkv.CorruptionError:
+                read_raised = True
+            except Exception as error:
+                self.violations.append(f"{name} raised {describe(error)}")
         try:
             for key, value in db.items():
                 verdict = self.classify(key, value)

@@ -28,8 +28,8 @@ import mmkv
 pytestmark = [pytest.mark.crash, pytest.mark.slow]
 
 MIN_MUTATIONS = 240
-MAX_MUTATIONS = 1200
-TIME_BUDGET = 10.0
+MAX_MUTATIONS = 1000
+TIME_BUDGET = 8.0
 BATCH_SIZE = 40
 BATCH_TIMEOUT = 120.0
 
