@@ -1,0 +1,1 @@
+"""Integrations of mmkv with other libraries; each module imports its library on import."""

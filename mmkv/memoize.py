@@ -1,0 +1,513 @@
+"""``@db.memoize()``: a function-result cache shared by every process that opens the store.
+
+Cache keys
+    A memoized result lives under an ordinary store key::
+
+        mmkv.memo:<module>.<qualname>:<32 hex digits>
+
+    The hex part is a BLAKE2b digest of the call's arguments in a canonical, type-tagged
+    msgpack encoding (never ``hash()``, which is salted per process, and never pickle, whose
+    bytes vary across versions). Each value carries a tag for its type, so ``1``, ``1.0``,
+    ``True``, ``"a"`` and ``b"a"`` encode differently; keyword arguments are sorted by name and
+    dict items by their encoded key, so neither order matters. Lists and tuples are told
+    apart. Anything that is not None, bool, int, float, str, bytes, list, tuple or dict raises
+    ``TypeError``, unless the decorator was given ``key=``, whose return value (itself
+    encodable) replaces the arguments. The function part of the key never contains a ``:``
+    (one would be escaped), so ``mmkv.memo:<name>:`` is a prefix of this function's keys and of
+    no other function's: ``cache_clear()`` deletes exactly those.
+
+    Positional and keyword spellings of one argument (``f(1)`` and ``f(x=1)``) are different
+    calls, as with :func:`functools.lru_cache`.
+
+Stored values
+    The result ``r`` is stored as the one-element list ``[r]``, so a cached ``None`` is told
+    apart from a miss. A result must be a value the store can hold (``TypeError`` or
+    ``ValueError`` otherwise); as with every stored value, a tuple comes back as a list.
+
+Stampede protection
+    When several processes miss one key at once, one computes and the others wait for its
+    result. The lock is a POSIX byte-range lock (``fcntl.lockf``) on one byte of the side file
+    ``PATH + ".memo.lock"``, at an offset taken from a digest of the store key. The OS drops
+    such locks when their process dies, so a killed computation frees its waiters at once:
+    they notice within one poll interval. Waiters poll (1 ms growing to 20 ms), taking the
+    lock without blocking and re-reading the store each time; the winner re-reads the store
+    once more before computing, since another process may have just finished. Waiting is
+    bounded by ``store.lock_timeout`` (``None``: forever); past it, the waiter computes
+    without the lock and stores its result.
+
+    POSIX locks belong to a process, not to a thread or a descriptor, which has two
+    consequences handled here: threads of one process serialize on an in-process lock per
+    byte offset before they touch the range lock, and the side file is opened once per
+    process and closed only when no thread holds or wants any of its ranges (closing any
+    descriptor of a file drops every lock the process holds on it). A nested memoized call
+    whose key maps to a byte the same thread already holds proceeds without re-locking.
+
+    A read-only store cannot be written, so a miss there computes without caching and
+    without locking.
+
+Statistics
+    Each wrapper counts, in this process, hits (the result came from the store, possibly
+    after waiting for another process) and misses (this process ran the function):
+    ``wrapper.cache_info()``. :func:`memo_stats` sums them per store path, for ``stats()``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import hashlib
+import inspect
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
+
+import msgpack  # type: ignore[import-untyped, unused-ignore]
+
+if TYPE_CHECKING:
+    from mmkv.store import Store
+
+__all__ = ["KEY_PREFIX", "CacheInfo", "memo_stats", "memoize"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Every memoized result's store key starts with this.
+KEY_PREFIX = "mmkv.memo:"
+
+# Bumped if the argument encoding ever changes, so old entries are simply never found again
+# instead of being read under a different meaning.
+_ENCODING_VERSION = 1
+
+# Number of distinct one-byte ranges in the side lock file. Two keys share a range only when
+# their digests agree on these bits; with 2**40 ranges that is never in practice, and it only
+# costs a needless wait if it happens. Offsets are well within a 64-bit off_t.
+_LOCK_RANGES = 2**40
+
+# Function names longer than this (in UTF-8 bytes) are shortened with a digest, so every
+# memo key stays well inside the 1024 bytes a store always accepts.
+_MAX_NAME_BYTES = 400
+
+_POLL_FIRST = 0.001
+_POLL_MAX = 0.02
+
+_MISSING: Any = object()
+
+
+class CacheInfo(NamedTuple):
+    """Per-process counts for one memoized function."""
+
+    hits: int
+    misses: int
+
+
+# --------------------------------------------------------------------------- argument encoding
+
+# Type tags of the canonical encoding. Never renumber: keys would change.
+_T_NONE = 0
+_T_BOOL = 1
+_T_INT = 2
+_T_BIGINT = 3  # ints outside msgpack's range, as decimal text
+_T_FLOAT = 4
+_T_STR = 5
+_T_BYTES = 6
+_T_LIST = 7
+_T_TUPLE = 8
+_T_DICT = 9
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _canonical(value: Any, path: set[int]) -> list[Any]:
+    """Return ``value`` as a ``[tag, payload]`` list whose msgpack bytes depend on it alone."""
+    if value is None:
+        return [_T_NONE]
+    if isinstance(value, bool):  # before int: bool is a subclass of int
+        return [_T_BOOL, bool(value)]
+    if isinstance(value, int):
+        number = int(value)
+        if _INT_MIN <= number <= _INT_MAX:
+            return [_T_INT, number]
+        return [_T_BIGINT, str(number)]
+    if isinstance(value, float):
+        return [_T_FLOAT, float(value)]
+    if isinstance(value, str):
+        return [_T_STR, str(value)]
+    if isinstance(value, bytes | bytearray):
+        return [_T_BYTES, bytes(value)]
+    if isinstance(value, list | tuple | dict):
+        if id(value) in path:
+            raise TypeError("cannot encode a self-referencing argument for a memo key")
+        path.add(id(value))
+        try:
+            if isinstance(value, dict):
+                items = []
+                for item_key, item_value in value.items():
+                    encoded_key = _pack(_canonical(item_key, path))
+                    items.append((encoded_key, _canonical(item_value, path)))
+                items.sort(key=lambda item: item[0])
+                return [_T_DICT, [[k, v] for k, v in items]]
+            tag = _T_LIST if isinstance(value, list) else _T_TUPLE
+            return [tag, [_canonical(item, path) for item in value]]
+        finally:
+            path.discard(id(value))
+    raise TypeError(
+        f"cannot encode an argument of type {type(value).__name__} for a memo key; "
+        "pass key= to @memoize to derive the key yourself"
+    )
+
+
+def _pack(obj: Any) -> bytes:
+    return cast(bytes, msgpack.packb(obj, use_bin_type=True))
+
+
+def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """The canonical bytes of a call's arguments (``TypeError`` for unencodable ones)."""
+    path: set[int] = set()
+    positional = [_canonical(arg, path) for arg in args]
+    keywords = [[name, _canonical(kwargs[name], path)] for name in sorted(kwargs)]
+    return _pack([_ENCODING_VERSION, "args", positional, keywords])
+
+
+def encode_key_value(value: Any) -> bytes:
+    """The canonical bytes of the value a ``key=`` function returned."""
+    return _pack([_ENCODING_VERSION, "key", _canonical(value, set())])
+
+
+def function_name(func: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``func``, made safe to end with ``:`` in a key prefix."""
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or "?"
+    name = f"{module}.{qualname}"
+    # Escape ':' so the first ':' after KEY_PREFIX always ends the name: no function's
+    # prefix can then be a prefix of another function's keys.
+    name = name.replace("%", "%25").replace(":", "%3A")
+    encoded = name.encode("utf-8", "surrogatepass")
+    if len(encoded) > _MAX_NAME_BYTES:
+        digest = hashlib.blake2b(encoded, digest_size=8).hexdigest()
+        head = encoded[: _MAX_NAME_BYTES - 20].decode("utf-8", "ignore")
+        name = f"{head}~{digest}"
+    return name
+
+
+# --------------------------------------------------------------------------- statistics
+
+_stats_lock = threading.Lock()
+_store_stats: dict[str, dict[str, int]] = {}
+
+
+def _stats_key(store: Store) -> str:
+    return os.path.realpath(os.fspath(store.path))
+
+
+def memo_stats(store: Store) -> dict[str, int]:
+    """This process's memoize totals for ``store``'s file: ``memoize_hits``, ``memoize_misses``.
+
+    Counts are summed over every memoized function and every ``Store`` object open on the
+    same path in this process; other processes keep their own.
+    """
+    with _stats_lock:
+        counts = _store_stats.get(_stats_key(store), {})
+        return {
+            "memoize_hits": counts.get("memoize_hits", 0),
+            "memoize_misses": counts.get("memoize_misses", 0),
+        }
+
+
+# --------------------------------------------------------------------------- locking
+
+
+class _Slot:
+    """In-process state of one byte range of one side lock file."""
+
+    __slots__ = ("depth", "rlock", "users")
+
+    def __init__(self) -> None:
+        self.rlock = threading.RLock()
+        self.depth = 0  # how many nested holds the owning thread has; 0 = range not held
+        self.users = 0  # threads holding or waiting for this slot
+
+
+class _LockFile:
+    __slots__ = ("fd", "users")
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self.users = 0
+
+
+_registry_lock = threading.Lock()
+_lock_files: dict[str, _LockFile] = {}
+_slots: dict[tuple[str, int], _Slot] = {}
+
+
+def _reset_after_fork() -> None:
+    # A child holds none of its parent's byte-range locks, and threads that held in-process
+    # locks do not exist in it. Forget everything; inherited descriptors are left open
+    # because closing them is never needed for correctness here.
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    _lock_files.clear()
+    _slots.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _open_lock_file(lock_path: str) -> int | None:
+    try:
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError:
+        # No side file (read-only directory, permissions): compute without cross-process
+        # protection rather than fail the call.
+        return None
+
+
+def _checkout(lock_path: str, offset: int) -> tuple[_LockFile, _Slot]:
+    with _registry_lock:
+        lock_file = _lock_files.get(lock_path)
+        if lock_file is None:
+            lock_file = _LockFile(_open_lock_file(lock_path))
+            _lock_files[lock_path] = lock_file
+        lock_file.users += 1
+        slot = _slots.get((lock_path, offset))
+        if slot is None:
+            slot = _slots[(lock_path, offset)] = _Slot()
+        slot.users += 1
+        return lock_file, slot
+
+
+def _checkin(lock_path: str, offset: int, lock_file: _LockFile, slot: _Slot) -> None:
+    with _registry_lock:
+        slot.users -= 1
+        if slot.users == 0 and _slots.get((lock_path, offset)) is slot:
+            del _slots[(lock_path, offset)]
+        lock_file.users -= 1
+        if lock_file.users == 0 and _lock_files.get(lock_path) is lock_file:
+            del _lock_files[lock_path]
+            # Safe: no thread of this process holds or waits for a range of this file.
+            if lock_file.fd is not None:
+                try:
+                    os.close(lock_file.fd)
+                except OSError:
+                    pass
+
+
+def _try_range_lock(fd: int | None, offset: int) -> bool:
+    """Take the byte at ``offset`` without blocking; False when another process holds it."""
+    if fd is None:
+        return True
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+    except OSError as exc:
+        # Busy is EACCES or EAGAIN; any other failure (e.g. ENOLCK) means byte-range locks
+        # do not work here: go on unprotected rather than fail the call.
+        return exc.errno not in (errno.EACCES, errno.EAGAIN)
+    return True
+
+
+def _release_range_lock(fd: int | None, offset: int) -> None:
+    if fd is None:
+        return
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+    except OSError:
+        pass
+
+
+class _KeyGuard:
+    """The right to compute one store key, shared with every process and thread.
+
+    :meth:`wait` either finds the result in the store (``(True, value)``, nothing held) or
+    returns ``(False, None)``, when the caller should compute and store the result: with the
+    lock held, or without it once ``store.lock_timeout`` ran out. :meth:`close` releases
+    whatever is held; call it in a ``finally``.
+    """
+
+    def __init__(self, store: Store, key: str) -> None:
+        self.store = store
+        self.key = key
+        self.lock_path = os.fspath(store.path) + ".memo.lock"
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+        self.offset = int.from_bytes(digest, "big") % _LOCK_RANGES
+        self.lock_file, self.slot = _checkout(self.lock_path, self.offset)
+        self.held = False
+        self.closed = False
+
+    def _try_acquire(self) -> bool:
+        slot = self.slot
+        if not slot.rlock.acquire(blocking=False):
+            return False  # another thread of this process has this byte
+        # depth > 0 means this very thread holds the byte already (a nested call whose key
+        # maps to the same offset): the process's range lock covers the nested call too.
+        if slot.depth > 0 or _try_range_lock(self.lock_file.fd, self.offset):
+            slot.depth += 1
+            self.held = True
+            return True
+        slot.rlock.release()
+        return False
+
+    def _release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        slot = self.slot
+        slot.depth -= 1
+        if slot.depth == 0:
+            _release_range_lock(self.lock_file.fd, self.offset)
+        slot.rlock.release()
+
+    def wait(self) -> tuple[bool, Any]:
+        timeout = self.store.lock_timeout
+        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+        delay = _POLL_FIRST
+        while True:
+            self._try_acquire()
+            # Read after taking the lock too: the previous holder may have just stored it.
+            cached = self.store.get(self.key, _MISSING)
+            if _is_entry(cached):
+                self._release()
+                return True, cached[0]
+            if self.held:
+                return False, None
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return False, None  # waited long enough: compute without the lock
+            time.sleep(delay if deadline is None else min(delay, deadline - now))
+            delay = min(delay * 1.5, _POLL_MAX)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._release()
+        finally:
+            _checkin(self.lock_path, self.offset, self.lock_file, self.slot)
+
+
+def _is_entry(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 1
+
+
+# --------------------------------------------------------------------------- the decorator
+
+
+def _check_ttl(ttl: Any) -> float | None:
+    if ttl is None:
+        return None
+    if callable(ttl):
+        raise TypeError(
+            "memoize takes keyword options and returns the decorator: write @db.memoize(), "
+            "not @db.memoize"
+        )
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"ttl must be None or a number of seconds, not {type(ttl).__name__}")
+    if not ttl > 0:
+        raise ValueError(f"ttl must be a number of seconds > 0, not {ttl!r}")
+    return ttl
+
+
+def memoize(
+    store: Store,
+    *,
+    ttl: float | None = None,
+    key: Callable[..., Any] | None = None,
+) -> Callable[[F], F]:
+    """Return a decorator caching a function's results in ``store`` for every process.
+
+    ``ttl`` (seconds > 0, or None for no expiry) is passed to :meth:`Store.put` with each
+    result. ``key``, if given, is called with the call's arguments and its (encodable) return
+    value stands in for them. The wrapper gains ``cache_key(*args, **kwargs)`` (the store key
+    of that call), ``invalidate(*args, **kwargs)`` (drop that call's result; True if there was
+    one), ``cache_clear()`` (drop every result of this function; returns how many) and
+    ``cache_info()`` (this process's hits and misses). See the module docs for the details.
+    """
+    ttl = _check_ttl(ttl)
+    if key is not None and not callable(key):
+        raise TypeError("key must be a callable returning an encodable value")
+    key_func = key
+
+    def decorator(func: F) -> F:
+        if not callable(func):
+            raise TypeError("memoize decorates a callable")
+        if inspect.iscoroutinefunction(func):
+            raise TypeError(
+                "memoize cannot cache coroutine functions; their results are awaitables"
+            )
+        prefix = f"{KEY_PREFIX}{function_name(func)}:"
+        stats_key = _stats_key(store)
+        counts_lock = threading.Lock()
+        counts = {"hits": 0, "misses": 0}
+
+        def count(kind: str) -> None:
+            with counts_lock:
+                counts[kind] += 1
+            with _stats_lock:
+                totals = _store_stats.setdefault(stats_key, {})
+                name = f"memoize_{kind}"
+                totals[name] = totals.get(name, 0) + 1
+
+        def cache_key(*args: Any, **kwargs: Any) -> str:
+            if key_func is not None:
+                encoded = encode_key_value(key_func(*args, **kwargs))
+            else:
+                encoded = encode_arguments(args, kwargs)
+            return prefix + hashlib.blake2b(encoded, digest_size=16).hexdigest()
+
+        def compute_and_store(store_key: str, args: Any, kwargs: Any) -> Any:
+            count("misses")
+            result = func(*args, **kwargs)
+            store.put(store_key, [result], ttl=ttl)
+            return result
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            store_key = cache_key(*args, **kwargs)
+            cached = store.get(store_key, _MISSING)
+            if _is_entry(cached):
+                count("hits")
+                return cached[0]
+            if store.readonly:
+                count("misses")
+                return func(*args, **kwargs)
+            guard = _KeyGuard(store, store_key)
+            try:
+                found, value = guard.wait()
+                if found:
+                    count("hits")
+                    return value
+                return compute_and_store(store_key, args, kwargs)
+            finally:
+                guard.close()
+
+        def invalidate(*args: Any, **kwargs: Any) -> bool:
+            store_key = cache_key(*args, **kwargs)
+            try:
+                del store[store_key]
+            except KeyError:
+                return False
+            return True
+
+        def cache_clear() -> int:
+            removed = 0
+            with store.transaction():
+                doomed = [k for k in store if isinstance(k, str) and k.startswith(prefix)]
+                for store_key in doomed:
+                    if store.pop(store_key, _MISSING) is not _MISSING:
+                        removed += 1
+            return removed
+
+        def cache_info() -> CacheInfo:
+            with counts_lock:
+                return CacheInfo(counts["hits"], counts["misses"])
+
+        wrapper.cache_key = cache_key  # type: ignore[attr-defined]
+        wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+        wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
+        wrapper.cache_info = cache_info  # type: ignore[attr-defined]
+        wrapper.cache_prefix = prefix  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorator
