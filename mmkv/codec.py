@@ -47,7 +47,14 @@ def encode_key(key: object) -> tuple[int, bytes]:
 
 
 def decode_key(key_type: int, key_bytes: bytes) -> str | bytes:
-    return key_bytes.decode("utf-8") if key_type == KEY_STR else key_bytes
+    """The key as it went in. Callers pass checksummed bytes; a bad one is still no crash."""
+    if key_type == KEY_STR:
+        try:
+            return key_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            from .errors import CorruptionError
+            raise CorruptionError("stored key is not valid UTF-8") from None
+    return key_bytes
 
 
 def encode_value(value: object) -> tuple[int, bytes]:

@@ -371,10 +371,19 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._mm = self._file.mm
 
     def _header_at(self, offset: int) -> Header:
+        """The header at ``offset``, its whole record inside the mapping (remapping if the file
+        grew since we mapped it); CorruptionError if it does not fit in the file at all."""
         if offset + RECORD_SIZE > self._file.size:
             self._remap_to(offset + RECORD_SIZE)
-        hdr = read_header(self._mm, self._file.size, offset)
-        return hdr
+        try:
+            return read_header(self._mm, self._file.size, offset)
+        except CorruptionError:
+            if self._file.file_size() & ~7 <= self._file.size:
+                raise
+            self._file.remap()
+            self._words = self._file.words
+            self._mm = self._file.mm
+            return read_header(self._mm, self._file.size, offset)
 
     def _locate(self, kt: int, kb: bytes, h: int) -> tuple[int, int, Header | None]:
         """``(slot, offset, header)`` of the key's newest record in the current table.
@@ -577,9 +586,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             word = words[i]
             if not word:
                 continue
-            off = (word & SLOT_OFFSET_MASK) << 3
-            hdr = self._header_at(off)
-            kb = self._mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+            off, hdr, kb = self._slot_record(i, word)
             kt = hdr[H_KTYPE]
             if mine:
                 assert txn is not None
@@ -603,6 +610,21 @@ class Store(_MutableMapping[str | bytes, Any]):
                     if not (phdr[H_EXP] and phdr[H_EXP] <= now):
                         out.append((kt, kb, p[P_OFF], phdr))
         return out
+
+    def _slot_record(self, i: int, word: int) -> tuple[int, Header, bytes]:
+        """``(offset, header, key bytes)`` of the record slot word ``i`` names, checksummed."""
+        for _ in range(3):
+            off = (word & SLOT_OFFSET_MASK) << 3
+            try:
+                hdr = self._header_at(off)
+                body = checked_body(self._mm, off, hdr)
+                return off, hdr, body[RECORD_SIZE - 4: RECORD_SIZE - 4 + hdr[H_KLEN]]
+            except CorruptionError:
+                fresh = self._words[i]
+                if fresh == word or not fresh:
+                    raise
+                word = fresh  # re-pointed by a writer repairing a dead one: look again
+        raise CorruptionError("index slot keeps changing", offset=i * 8, path=self.path)
 
     def __iter__(self) -> Iterator[str | bytes]:
         for kt, kb, _, _ in self._snapshot():
@@ -1123,6 +1145,21 @@ class Store(_MutableMapping[str | bytes, Any]):
         waste = meta.log_end - HEADER_SIZE - meta.live_bytes - table_bytes(meta.index_capacity)
         return waste > meta.live_bytes // 2 + (1 << 20)
 
+    @contextlib.contextmanager
+    def _locked_for_maintenance(self) -> Iterator[None]:
+        """Hold the writer lock outside any transaction, caught up and recovered."""
+        self._check_open()
+        with self._tlock:
+            if self._depth:
+                raise Error("maintenance cannot run inside a transaction")
+            lock = self._writer_lock()
+            lock.acquire()
+            try:
+                self._catch_up_for_write()
+                yield
+            finally:
+                lock.release()
+
     def compact(self) -> None:
         """Rewrite the live records into a new file and switch every process to it.
 
@@ -1133,16 +1170,10 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._check_open()
         if self.readonly:
             raise ReadOnlyError(f"{self.path!r} was opened read-only")
-        with self._tlock:
-            if self._depth:
-                raise Error("compact() cannot run inside a transaction")
-            lock = self._writer_lock()
-            lock.acquire()
-            try:
-                self._catch_up_for_write()
-                compact(self)
-            finally:
-                lock.release()
+        if self._depth and self._txn is not None and self._txn.thread == _get_ident():
+            raise Error("compact() cannot run inside a transaction")
+        with self._locked_for_maintenance():
+            compact(self)
 
     def stats(self) -> dict[str, int]:
         """Counts and sizes: keys, file_bytes, live_bytes, dead_bytes, evictions, generation."""

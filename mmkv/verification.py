@@ -42,7 +42,13 @@ def verify(store: Store) -> None:
     """Raise CorruptionError naming the first problem found; return None when sound."""
     path = store.path
     try:
-        _verify(store)
+        if store.readonly:
+            _verify(store)
+        else:
+            # Hold the writer lock: no commit moves under the check, and a writer that died
+            # mid-commit is undone first (a read-only store tolerates its leftovers instead).
+            with store._locked_for_maintenance():
+                _verify(store)
     except CorruptionError as exc:
         if exc.path is None:
             raise CorruptionError(str(exc), path=path) from None
@@ -101,6 +107,11 @@ def _verify(store: Store) -> None:
         used += 1
         off = (word & SLOT_OFFSET_MASK) << 3
         where = (base + i) * 8
+        if off >= meta.log_end:
+            off = _committed_version(store, off, meta.gen, where)
+            if off == 0:
+                used -= 1  # a key first written by a commit that never published
+                continue
         if off not in records:
             raise CorruptionError("index slot names no record", offset=where)
         hdr = store._header_at(off)
@@ -136,3 +147,13 @@ def _verify(store: Store) -> None:
         raise CorruptionError(
             f"meta counts ({meta.key_count} keys, {meta.live_bytes} bytes) disagree with the log"
             f" ({live_keys} keys, {live_bytes} bytes)", offset=META_OFFSETS[0])
+
+
+def _committed_version(store: Store, off: int, gen: int, where: int) -> int:
+    """A slot past the log names a record of a commit that never published (its writer died
+    and no writer has run since): check that record and return its committed predecessor."""
+    hdr = store._header_at(off)
+    checked_body(store._mm, off, hdr)
+    if hdr[H_GEN] <= gen or hdr[H_PREV] >= off:
+        raise CorruptionError("index slot names a record past the end of the log", offset=where)
+    return int(hdr[H_PREV])
