@@ -1,0 +1,532 @@
+"""One small adapter per store, so that every workload runs the same loop over each of them.
+
+Every adapter stores the same value bytes. mmkv is handed the value itself (it encodes values
+with msgpack internally); every other peer is handed ``msgpack.packb(value)`` on a put and
+decodes with ``msgpack.unpackb`` on a get, inside the timed operation, so the encoding cost is
+paid on both sides. A plain ``dict`` of msgpack bytes is the ceiling: the cost of the encoding
+and of the benchmark loop itself, with no storage at all.
+
+Settings are each store's defaults except where the workload needs otherwise:
+
+* mmkv: ``durability="async"`` (``"sync"`` for the durable workload).
+* py-lmdb: ``sync=False`` (a commit is in the OS page cache, like mmkv's ``"async"``);
+  ``sync=True`` for the durable workload. ``lmdb`` opens one transaction per operation,
+  ``lmdb-1txn`` runs all the operations of a round inside one transaction.
+* sqlite3: ``journal_mode=WAL``, ``synchronous=NORMAL`` (``FULL`` for the durable workload),
+  autocommit (one transaction per statement), a ``WITHOUT ROWID`` table keyed by a BLOB.
+* diskcache: ``Cache`` with ``eviction_policy="none"`` for the store workloads (no size bound,
+  as for every other peer); ``size_limit`` and its default eviction for the cache workload.
+* semidbm and ``dbm`` (whatever ``dbm.open`` picks; ``dbm.dumb`` when the C modules are absent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dbm
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import msgpack
+
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+#: Map size for py-lmdb: address space only, the file grows as pages are written.
+LMDB_MAP_SIZE = 1 << 34
+
+
+class Unsupported(Exception):
+    """The peer has no way to do what the workload asks; the message says why."""
+
+
+class Handle:
+    """An open store. Subclasses set the three operations to the fastest callables they can.
+
+    ``get(key)`` returns the value stored under ``key`` or None when it is missing;
+    ``put(key, value)`` stores ``value``; ``delete(key)`` removes ``key`` if it is present.
+    """
+
+    get: Callable[[bytes], Any]
+    put: Callable[[bytes, bytes], None]
+    delete: Callable[[bytes], None]
+
+    #: Name used in parameter ids, the JSON and the report.
+    name: ClassVar[str]
+    #: Peers with the same storage share the on-disk templates built by the suite.
+    storage: ClassVar[str]
+    #: Module that must import for the peer to run (None: always available).
+    module: ClassVar[str | None] = None
+    #: Why several processes cannot share one store of this kind (None: they can).
+    not_shared: ClassVar[str | None] = None
+    #: Why the store has no per-write durability setting (None: it has one).
+    not_durable: ClassVar[str | None] = None
+    #: Why the store cannot reclaim the space of overwritten records (None: it can).
+    not_compactable: ClassVar[str | None] = "it has no compaction operation"
+    #: The store lives in the process only: nothing to open, copy or compact.
+    in_memory: ClassVar[bool] = False
+    #: All the operations of a round run inside one batch (``lmdb-1txn``).
+    one_txn: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        durable: bool = False,
+        auto_compact: bool = True,
+        max_bytes: int | None = None,
+    ) -> None:
+        self.directory = directory
+
+    @contextlib.contextmanager
+    def batch(self, *, write: bool = True) -> Iterator[None]:
+        """Run the block as one transaction where the store has them (a no-op otherwise)."""
+        yield
+
+    def compact(self) -> None:
+        """Reclaim the space of overwritten records."""
+        raise Unsupported(f"{self.name}: {self.not_compactable}")
+
+    def close(self) -> None:
+        """Release the store."""
+
+
+class DictHandle(Handle):
+    """A dict of msgpack bytes in this process: the ceiling."""
+
+    name = "dict"
+    storage = "dict"
+    not_shared = "a dict is not shared between processes"
+    not_durable = "a dict is not stored anywhere"
+    not_compactable = "a dict is not stored anywhere"
+    in_memory = True
+
+    def __init__(self, directory: str, **options: Any) -> None:
+        super().__init__(directory)
+        data: dict[bytes, bytes] = {}
+        self.data = data
+        lookup = data.get
+
+        def get(key: bytes) -> Any:
+            raw = lookup(key)
+            return None if raw is None else _unpackb(raw)
+
+        def put(key: bytes, value: bytes) -> None:
+            data[key] = _packb(value)
+
+        def delete(key: bytes) -> None:
+            data.pop(key, None)
+
+        self.get = get
+        self.put = put
+        self.delete = delete
+
+
+class MmkvHandle(Handle):
+    """mmkv, through its public mapping API."""
+
+    name = "mmkv"
+    storage = "mmkv"
+    module = "mmkv"
+    not_compactable = None
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        durable: bool = False,
+        auto_compact: bool = True,
+        max_bytes: int | None = None,
+    ) -> None:
+        super().__init__(directory)
+        import mmkv
+
+        options: dict[str, Any] = {"durability": "sync" if durable else "async"}
+        if not auto_compact:
+            options["auto_compact"] = False
+        if max_bytes is not None:
+            options["max_bytes"] = max_bytes
+        os.makedirs(directory, exist_ok=True)
+        db = mmkv.Store(os.path.join(directory, "store.mmkv"), **options)
+        self.db = db
+
+        def delete(key: bytes) -> None:
+            try:
+                del db[key]
+            except KeyError:
+                pass
+
+        self.get = db.get
+        self.put = db.__setitem__
+        self.delete = delete
+
+    @contextlib.contextmanager
+    def batch(self, *, write: bool = True) -> Iterator[None]:
+        """mmkv's transaction (only used where the workload batches)."""
+        with self.db.transaction():
+            yield
+
+    def compact(self) -> None:
+        """mmkv's own compaction."""
+        self.db.compact()
+
+    def close(self) -> None:
+        """Close the store."""
+        self.db.close()
+
+
+class LmdbHandle(Handle):
+    """py-lmdb with one transaction per operation."""
+
+    name = "lmdb"
+    storage = "lmdb"
+    module = "lmdb"
+    not_compactable = None
+
+    def __init__(self, directory: str, *, durable: bool = False, **options: Any) -> None:
+        super().__init__(directory)
+        os.makedirs(directory, exist_ok=True)
+        self.durable = durable
+        self._open()
+
+    def _open(self) -> None:
+        import lmdb
+
+        durable = self.durable
+        env = lmdb.open(
+            self.directory, map_size=LMDB_MAP_SIZE, sync=durable, metasync=durable, max_dbs=0
+        )
+        self.env = env
+        begin = env.begin
+
+        def get(key: bytes) -> Any:
+            with begin() as txn:
+                raw = txn.get(key)
+            return None if raw is None else _unpackb(raw)
+
+        def put(key: bytes, value: bytes) -> None:
+            with begin(write=True) as txn:
+                txn.put(key, _packb(value))
+
+        def delete(key: bytes) -> None:
+            with begin(write=True) as txn:
+                txn.delete(key)
+
+        self.get = get
+        self.put = put
+        self.delete = delete
+
+    @contextlib.contextmanager
+    def batch(self, *, write: bool = True) -> Iterator[None]:
+        """One lmdb transaction; the operations inside use it instead of their own."""
+        per_op = self.get, self.put, self.delete
+        with self.env.begin(write=write) as txn:
+            txn_get, txn_put, txn_delete = txn.get, txn.put, txn.delete
+
+            def get(key: bytes) -> Any:
+                raw = txn_get(key)
+                return None if raw is None else _unpackb(raw)
+
+            def put(key: bytes, value: bytes) -> None:
+                txn_put(key, _packb(value))
+
+            def delete(key: bytes) -> None:
+                txn_delete(key)
+
+            self.get, self.put, self.delete = get, put, delete
+            try:
+                yield
+            finally:
+                self.get, self.put, self.delete = per_op
+
+    def compact(self) -> None:
+        """A compacting copy (``env.copy(compact=True)``) swapped in for the original file."""
+        target = self.directory + ".compacting"
+        os.makedirs(target)
+        self.env.copy(target, compact=True)
+        self.env.close()
+        os.replace(os.path.join(target, "data.mdb"), os.path.join(self.directory, "data.mdb"))
+        shutil.rmtree(target)
+        self._open()
+
+    def close(self) -> None:
+        """Close the environment."""
+        self.env.close()
+
+
+class LmdbOneTxnHandle(LmdbHandle):
+    """py-lmdb with every operation of a round inside one transaction."""
+
+    name = "lmdb-1txn"
+    one_txn = True
+    not_shared = "one transaction per round would hold lmdb's writer lock for the whole round"
+
+
+class SqliteHandle(Handle):
+    """sqlite3 in WAL mode, one transaction per statement."""
+
+    name = "sqlite"
+    storage = "sqlite"
+    not_compactable = None
+
+    def __init__(self, directory: str, *, durable: bool = False, **options: Any) -> None:
+        super().__init__(directory)
+        os.makedirs(directory, exist_ok=True)
+        con = sqlite3.connect(
+            os.path.join(directory, "store.sqlite"),
+            isolation_level=None,
+            timeout=60.0,
+            check_same_thread=False,
+        )
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID"
+        )
+        self.con = con
+        execute = con.execute
+
+        def get(key: bytes) -> Any:
+            row = execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+            return None if row is None else _unpackb(row[0])
+
+        def put(key: bytes, value: bytes) -> None:
+            execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, _packb(value)))
+
+        def delete(key: bytes) -> None:
+            execute("DELETE FROM kv WHERE k = ?", (key,))
+
+        self.get = get
+        self.put = put
+        self.delete = delete
+
+    @contextlib.contextmanager
+    def batch(self, *, write: bool = True) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``BEGIN`` for a read-only batch)."""
+        self.con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def compact(self) -> None:
+        """``VACUUM``."""
+        self.con.execute("VACUUM")
+
+    def close(self) -> None:
+        """Close the connection (the last close checkpoints the WAL)."""
+        self.con.close()
+
+
+class DiskcacheHandle(Handle):
+    """diskcache.Cache: sqlite underneath, values under 32 KiB inside the database."""
+
+    name = "diskcache"
+    storage = "diskcache"
+    module = "diskcache"
+    not_compactable = "diskcache has no public compaction operation"
+    cache_class = "Cache"
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        durable: bool = False,
+        max_bytes: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(directory)
+        import diskcache
+
+        settings: dict[str, Any] = {"sqlite_synchronous": 2 if durable else 1}
+        if max_bytes is None:
+            settings["eviction_policy"] = "none"
+        else:
+            settings["size_limit"] = max_bytes
+        cache = getattr(diskcache, self.cache_class)(directory, **settings)
+        self.cache = cache
+        cache_get, cache_set = cache.get, cache.set
+
+        def get(key: bytes) -> Any:
+            raw = cache_get(key)
+            return None if raw is None else _unpackb(raw)
+
+        def put(key: bytes, value: bytes) -> None:
+            cache_set(key, _packb(value))
+
+        self.get = get
+        self.put = put
+        self.delete = cache.delete
+
+    @contextlib.contextmanager
+    def batch(self, *, write: bool = True) -> Iterator[None]:
+        """``cache.transact()``."""
+        with self.cache.transact():
+            yield
+
+    def close(self) -> None:
+        """Close the cache."""
+        self.cache.close()
+
+
+class FanoutCacheHandle(DiskcacheHandle):
+    """diskcache.FanoutCache: 8 sqlite shards (its default), for the cache workload."""
+
+    name = "diskcache-fanout"
+    storage = "diskcache-fanout"
+    cache_class = "FanoutCache"
+
+    @contextlib.contextmanager
+    def batch(self, *, write: bool = True) -> Iterator[None]:
+        """FanoutCache has no transaction across shards: a no-op."""
+        yield
+
+
+class SemidbmHandle(Handle):
+    """semidbm: a pure-Python append-only log with an in-memory index."""
+
+    name = "semidbm"
+    storage = "semidbm"
+    module = "semidbm"
+    not_compactable = None
+    not_shared = "semidbm keeps its index in one process: other processes never see writes"
+    not_durable = "semidbm has no per-write durability setting"
+
+    def __init__(self, directory: str, **options: Any) -> None:
+        super().__init__(directory)
+        import semidbm
+
+        os.makedirs(directory, exist_ok=True)
+        db = semidbm.open(os.path.join(directory, "semidbm"), "c")
+        self.db = db
+
+        def get(key: bytes) -> Any:
+            try:
+                raw = db[key]
+            except KeyError:
+                return None
+            return _unpackb(raw)
+
+        def put(key: bytes, value: bytes) -> None:
+            db[key] = _packb(value)
+
+        def delete(key: bytes) -> None:
+            # Check first: semidbm 0.5.1 appends a tombstone before it finds the key missing,
+            # then raises KeyError without advancing its write offset, so every later record
+            # is indexed at the wrong offset and reads return the wrong bytes.
+            if key in db:
+                del db[key]
+
+        self.get = get
+        self.put = put
+        self.delete = delete
+
+    def compact(self) -> None:
+        """semidbm's ``compact()`` (rewrites the live records to a new file)."""
+        self.db.compact()
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+
+def backend_name() -> str:
+    """The module ``dbm.open`` uses for a new file on this Python."""
+    for name in ("dbm.gnu", "dbm.ndbm"):
+        try:
+            __import__(name)
+        except ImportError:
+            continue
+        return name
+    return "dbm.dumb"
+
+
+def _dbm_cannot_reorganize() -> str | None:
+    """Why ``dbm.open``'s backend cannot compact here, or None when it has ``reorganize()``."""
+    name = backend_name()
+    if name == "dbm.gnu":
+        return None
+    if name == "dbm.dumb":
+        import dbm.dumb
+
+        if hasattr(dbm.dumb._Database, "reorganize"):
+            return None
+    return f"{name} has no reorganize() on this Python"
+
+
+class DbmHandle(Handle):
+    """Whatever ``dbm.open`` gives on this Python (``dbm.dumb`` without the C modules)."""
+
+    name = "dbm"
+    storage = "dbm"
+    not_shared = "dbm gives no guarantee for several processes writing one file"
+    not_durable = "dbm has no per-write durability setting"
+    not_compactable = _dbm_cannot_reorganize()
+
+    def __init__(self, directory: str, **options: Any) -> None:
+        super().__init__(directory)
+        os.makedirs(directory, exist_ok=True)
+        db = dbm.open(os.path.join(directory, "dbm"), "c")  # noqa: SIM115 (closed by close())
+        self.db = db
+
+        def get(key: bytes) -> Any:
+            try:
+                raw = db[key]
+            except KeyError:
+                return None
+            return _unpackb(raw)
+
+        def put(key: bytes, value: bytes) -> None:
+            db[key] = _packb(value)
+
+        def delete(key: bytes) -> None:
+            try:
+                del db[key]
+            except KeyError:
+                pass
+
+        self.get = get
+        self.put = put
+        self.delete = delete
+
+    def compact(self) -> None:
+        """``reorganize()`` where the backend has it (``dbm.gnu``; ``dbm.dumb`` from 3.13)."""
+        if self.not_compactable:
+            raise Unsupported(f"{self.name}: {self.not_compactable}")
+        self.db.reorganize()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Close the database (``dbm.dumb`` writes its index file here)."""
+        self.db.close()
+
+
+#: Every peer by name, in the order the report shows them.
+PEERS: dict[str, type[Handle]] = {
+    cls.name: cls
+    for cls in (
+        DictHandle,
+        MmkvHandle,
+        LmdbHandle,
+        LmdbOneTxnHandle,
+        SqliteHandle,
+        DiskcacheHandle,
+        SemidbmHandle,
+        DbmHandle,
+        FanoutCacheHandle,
+    )
+}
+
+#: The peers of the store workloads (the fanout cache only takes part in the cache workload).
+STORE_PEERS = ["dict", "mmkv", "lmdb", "lmdb-1txn", "sqlite", "diskcache", "semidbm", "dbm"]
+
+#: The peers of the cache workload: stores with a bound on their size.
+CACHE_PEERS = ["mmkv", "diskcache", "diskcache-fanout"]
+
+
+def open_peer(name: str, directory: str, **options: Any) -> Handle:
+    """Open the store of peer ``name`` in ``directory`` (created if missing)."""
+    return PEERS[name](directory, **options)
