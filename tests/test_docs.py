@@ -5,17 +5,21 @@
 * Every ``.. code-block:: console`` session on those pages then runs in the same directory
   through ``bash``, with ``mmkv`` meaning ``python -m mmkv``; each command's output (stdout
   and stderr together) must match what the page shows, ``...`` matching anything.
-* The example scripts the pages include run as real programs and print what the pages say.
+* The example scripts the pages include run as real programs and print what the pages say,
+  and the landing page's example runs too.
 * ``sphinx -W`` builds the whole site, command-line reference included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import doctest
+import io
 import os
 import re
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +178,23 @@ def test_each_executable_page_has_examples() -> None:
         text = (DOCS / page).read_text(encoding="utf-8")
         examples = parser.get_examples(text)
         assert examples or console_blocks(text), f"{page} has nothing to run"
+
+
+def python_blocks(text: str) -> list[str]:
+    """The bodies of the ``.. code-block:: python`` blocks of a reST page, dedented."""
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:[ ]{3}.*\n|\n)+)", text)
+    return [textwrap.dedent(block) for block in blocks]
+
+
+def test_the_landing_page_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example on the first page runs and prints the value it stored."""
+    monkeypatch.chdir(tmp_path)
+    (example,) = python_blocks((DOCS / "index.rst").read_text(encoding="utf-8"))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(example, "index.rst", "exec"), {"__name__": "__docs__"})
+    assert printed.getvalue() == "hello\n"
+    assert (tmp_path / "cache.mmkv").is_file()
 
 
 @pytest.mark.parametrize("page", ["index.rst", "tutorial.rst"])
