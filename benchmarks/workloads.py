@@ -15,11 +15,11 @@ import random
 import struct
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .peers import PEERS, Handle, open_peer
+from .peers import Handle, open_peer
 
 #: ``MMKV_BENCH_BIG=1`` opens a store of a million keys in the open workload.
 BIG = os.environ.get("MMKV_BENCH_BIG", "") not in ("", "0")
@@ -370,21 +370,9 @@ class Workers:
                 process.join(10)
 
 
-@contextlib.contextmanager
-def workers(jobs: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[Workers]:
-    """Start ``jobs`` in their own processes; stop and join them when the block ends."""
-    with Workers(jobs) as started:
-        yield started
-
-
 def percentile(sorted_values: Sequence[int], fraction: float) -> int:
     """The value at ``fraction`` (0..1) of ``sorted_values`` (nearest rank)."""
     if not sorted_values:
         return 0
     rank = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
     return sorted_values[rank]
-
-
-def peer_class(name: str) -> type[Handle]:
-    """The adapter class of peer ``name``."""
-    return PEERS[name]
