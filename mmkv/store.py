@@ -146,8 +146,18 @@ class _Txn:
 class Store(_MutableMapping[str | bytes, Any]):
     """A persistent mapping in one memory-mapped file, shared by any number of processes.
 
-    See ``CONTRACT.md`` for the behaviour every method guarantees. Reads take no lock and cost
-    O(1) expected with no system call; writes take the writer lock (``PATH.lock``).
+    Behaves like a ``dict`` whose keys are ``str`` or ``bytes`` and whose values are anything
+    msgpack carries. Reads take no lock and cost O(1) expected with no system call (a repeated
+    read is served from a per-process cache that every commit invalidates precisely); writes
+    take the writer lock (``PATH.lock``), append to the log and publish with one 8-byte store.
+
+    Options (keyword-only): ``readonly`` (no writes; a missing file is FileNotFoundError),
+    ``durability`` (``"async"``: in the shared mapping when a write returns, survives a crash of
+    the process; ``"sync"``: msync'd before it returns, survives power loss), ``lock_timeout``
+    (seconds to wait for the writer lock, None = forever; past it LockTimeout), ``max_bytes``
+    (a bound on live data kept in the file, least recently written keys evicted first),
+    ``auto_compact`` (compact after a commit once wasted space exceeds half the live data plus
+    1 MiB), ``cache_bytes`` (the per-process read cache's budget; 0 disables it).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False,
@@ -1192,7 +1202,9 @@ class Store(_MutableMapping[str | bytes, Any]):
                     live_now += total_size(hdr)
             dead += live - live_now
             live = live_now
+        from .memoize import memo_stats
         return {
+            **memo_stats(self),
             "keys": keys,
             "file_bytes": self._file.file_size(),
             "live_bytes": live,
@@ -1259,7 +1271,11 @@ class Store(_MutableMapping[str | bytes, Any]):
 
     def memoize(self, ttl: float | None = None, key: Callable[..., Any] | None = None
                 ) -> Callable[[F], F]:
-        """Cache a function's results in this store, shared by every process (see CONTRACT)."""
+        """Cache a function's results in this store, shared by every process.
+
+        See :func:`mmkv.memoize.memoize`: keys derive from the function's qualified name and a
+        deterministic encoding of its arguments; concurrent misses compute once.
+        """
         from .memoize import memoize
         return memoize(self, ttl=ttl, key=key)
 
