@@ -38,6 +38,8 @@ from .format import (
     EVICT,
     HEADER_SIZE,
     KEY_STR,
+    MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
     META_OFFSETS,
     META_SIZE,
     MIN_INDEX_CAPACITY,
@@ -72,6 +74,7 @@ from .log import (
     H_KLEN,
     H_KTYPE,
     H_PREV,
+    H_VLEN,
     H_VTYPE,
     Header,
     checked_body,
@@ -120,16 +123,21 @@ class _ClosedWords:
         raise ClosedError("the store is closed")
 
 
-# A key written by the open transaction is a tuple (a class costs more to build on the hot path):
-# (offset of its newest record in this transaction, kind, record size, key hash, offset of its
-#  newest committed record or 0, its slot in the current table or -1, whether it has a ttl).
-P_OFF, P_KIND, P_SIZE, P_HASH, P_PREV, P_SLOT, P_TTL = range(7)
-_Pending = tuple[int, int, int, int, int, int, bool]
+# A key the open transaction has written to the log is a tuple (a class costs more to build on
+# the hot path): (offset of its newest record in this transaction, kind, record size, key hash,
+# offset of its newest committed record or 0, its slot in the current table or -1, whether it
+# has a ttl, size of its committed record if that is a live PUT else 0, whether that has a ttl).
+P_OFF, P_KIND, P_SIZE, P_HASH, P_PREV, P_SLOT, P_TTL, P_CSIZE, P_CTTL = range(9)
+_Pending = tuple[int, int, int, int, int, int, bool, int, bool]
+# Writes are buffered in the transaction and appended to the log in batches (one probe, pack and
+# copy loop per batch instead of per call); a batch is flushed at commit, before a read inside the
+# transaction, and whenever this many bytes are buffered.
+_FLUSH_BYTES = 8 << 20
 
 
 class _Txn:
-    __slots__ = ("appended", "doomed", "evictions", "gen", "max_bytes", "meta", "pending", "pos",
-                 "thread")
+    __slots__ = ("appended", "buffer", "buffered", "doomed", "evictions", "gen", "max_bytes",
+                 "meta", "pending", "pos", "thread", "writes")
 
     def __init__(self, meta: Meta, gen: int) -> None:
         self.meta = meta
@@ -137,6 +145,10 @@ class _Txn:
         self.pos = meta.log_end
         self.appended = 0
         self.pending: dict[tuple[int, bytes], _Pending] = {}
+        # Writes not yet in the log: (key type, key bytes) -> (kind, value type, value, expiry).
+        self.buffer: dict[tuple[int, bytes], tuple[int, int, bytes, float]] = {}
+        self.buffered = 0
+        self.writes = 0  # calls to _stage: whether a failed nested block wrote anything
         self.doomed = False
         self.evictions = 0
         self.max_bytes = meta.max_bytes
@@ -317,7 +329,13 @@ class Store(_MutableMapping[str | bytes, Any]):
             raise CorruptionError("no valid meta slot in the header", offset=a, path=self.path)
         self._install(meta)
 
-    def _install(self, meta: Meta) -> None:
+    def _install(self, meta: Meta, written: Mapping[tuple[int, bytes], Any] | None = None
+                 ) -> None:
+        """Adopt ``meta`` as our view; drop cache entries of keys written since the old one.
+
+        ``written`` names those keys when the caller knows them (its own commit), sparing a
+        scan of the log.
+        """
         if meta is self._meta:
             return
         end = meta.log_end
@@ -334,7 +352,11 @@ class Store(_MutableMapping[str | bytes, Any]):
         old = self._meta
         if self._cache:
             with self._cache_lock:
-                if old is not None and old.log_end <= end:
+                if written is not None:
+                    cache = self._cache
+                    for kt, kb in written:
+                        cache.pop(kb.decode("utf-8") if kt == KEY_STR else kb, None)
+                elif old is not None and old.log_end <= end:
                     self._forget_written(old.log_end, end)
                 else:
                     self._cache.clear()
@@ -433,6 +455,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._refresh()
         txn = self._txn
         if txn is not None and txn.thread == threading.get_ident():
+            self._flush(txn)
             p = txn.pending.get((kt, kb))
             if p is not None:
                 if p[P_KIND] != PUT:
@@ -523,6 +546,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         cacheable = txn is None and (type(key) is str or type(key) is bytes)
         found = None
         if txn is not None and txn.thread == threading.get_ident():
+            self._flush(txn)
             p = txn.pending.get((kt, kb))
             if p is not None:
                 hdr = self._header_at(p[P_OFF])
@@ -592,6 +616,10 @@ class Store(_MutableMapping[str | bytes, Any]):
         seen: set[tuple[int, bytes]] = set()
         txn = self._txn
         mine = txn is not None and txn.thread == threading.get_ident()
+        if mine:
+            assert txn is not None
+            self._flush(txn)
+            words = self._words  # the flush may have grown the file
         for i in range(base, base + self._mask + 1):
             word = words[i]
             if not word:
@@ -670,6 +698,9 @@ class Store(_MutableMapping[str | bytes, Any]):
         out: dict[str | bytes, Any] = {}
         txn = self._txn
         mine = txn is not None and txn.thread == threading.get_ident()
+        if mine:
+            assert txn is not None
+            self._flush(txn)
         for key, kt, kb in encoded:
             if mine:
                 assert txn is not None
@@ -694,8 +725,18 @@ class Store(_MutableMapping[str | bytes, Any]):
 
     def put(self, key: str | bytes, value: Any, *, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; with ``ttl`` seconds, the key expires after that."""
-        kt, kb = encode_key(key)
-        vt, vb = encode_value(value)
+        # The common key and value types are encoded inline: this is the hot path of a
+        # transaction, where a function call is a noticeable share of the cost.
+        if type(key) is str and key.isascii():
+            kt, kb = KEY_STR, key.encode()
+            if len(kb) > MAX_KEY_BYTES:
+                raise ValueError(f"key is {len(kb)} bytes; the largest key is {MAX_KEY_BYTES}")
+        else:
+            kt, kb = encode_key(key)
+        if type(value) is bytes and len(value) <= MAX_VALUE_BYTES:
+            vt, vb = VALUE_BYTES, value
+        else:
+            vt, vb = encode_value(value)
         exp = 0.0 if ttl is None else _expiry(ttl)
         txn = self._txn
         if txn is not None and txn.thread == _get_ident() and not self._forked_txn:
@@ -789,13 +830,13 @@ class Store(_MutableMapping[str | bytes, Any]):
     def _writing(self) -> Iterator[_Txn]:
         """Enter (or join) the write transaction of this thread."""
         txn = self._enter_write()
-        start = txn.pos
+        start = txn.writes
         try:
             yield txn
         except BaseException:
             # A block that raised before writing anything leaves nothing to undo; one that wrote
             # dooms the whole transaction (nested blocks have no savepoints).
-            self._leave_write(failed=True, wrote=txn.pos != start)
+            self._leave_write(failed=True, wrote=txn.writes != start)
             raise
         self._leave_write(failed=False)
 
@@ -906,35 +947,61 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._lock.release()
 
     def _stage(self, kind: int, kt: int, kb: bytes, vt: int, vb: bytes, exp: float) -> None:
-        """Append one record of the open transaction (invisible until commit)."""
+        """Record one write of the open transaction (invisible to everyone else until commit)."""
         txn = self._txn
         assert txn is not None
-        pkey = (kt, kb)
+        txn.buffer[(kt, kb)] = (kind, vt, vb, exp)
+        txn.writes += 1
+        txn.buffered += len(vb) + 128
+        if txn.buffered > _FLUSH_BYTES:
+            self._flush(txn)
+
+    def _flush(self, txn: _Txn) -> None:
+        """Append the buffered writes to the log past ``log_end`` (where no reader looks)."""
+        buffer = txn.buffer
+        if not buffer:
+            return
         pending = txn.pending
-        p = pending.get(pkey)
-        if p is None:
-            h = _crc32(kb, kt)
-            slot, prev = self._writer_probe(kt, kb, h)
-        else:
-            h, prev, slot = p[P_HASH], p[P_PREV], p[P_SLOT]
-        klen = len(kb)
-        vlen = len(vb)
-        size = (RECORD_SIZE + klen + vlen + 7) & ~7
-        body = _pack_body(kind, kt, vt, 0, txn.gen, prev, h, klen, 0, vlen, 0, exp)
-        off = txn.pos
-        end = off + size
-        if end > self._file.size:
-            self._grow(end)
-        body = body + kb + vb + _PADS[size - RECORD_SIZE - klen - vlen]
-        self._mm[off:end] = _crc32(body).to_bytes(4, "little") + body
-        txn.pos = end
-        txn.appended += size
-        pending[pkey] = (off, kind, size, h, prev, slot, exp != 0)
+        parts = []
+        start = pos = txn.pos
+        gen = txn.gen
+        probe = self._writer_probe
+        words = self._words
+        base = self._tbase
+        shift = self._shift
+        for pkey, (kind, vt, vb, exp) in buffer.items():
+            kt, kb = pkey
+            p = pending.get(pkey)
+            if p is None:
+                h = _crc32(kb, kt)
+                if words[base + (((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift)]:
+                    slot, prev, csize, cttl = probe(kt, kb, h)
+                else:  # the home slot is empty: a new key (the common case of a bulk load)
+                    slot, prev, csize, cttl = -1, 0, 0, False
+            else:
+                h, prev, slot, csize, cttl = p[P_HASH], p[P_PREV], p[P_SLOT], p[P_CSIZE], p[P_CTTL]
+            klen = len(kb)
+            vlen = len(vb)
+            size = (RECORD_SIZE + klen + vlen + 7) & ~7
+            body = _pack_body(kind, kt, vt, 0, gen, prev, h, klen, 0, vlen, 0, exp) + kb + vb + \
+                _PADS[size - RECORD_SIZE - klen - vlen]
+            parts.append(_crc32(body).to_bytes(4, "little"))
+            parts.append(body)
+            pending[pkey] = (pos, kind, size, h, prev, slot, exp != 0, csize, cttl)
+            pos += size
+        if pos > self._file.size:
+            self._grow(pos)  # raises OSError (disk full) before anything is written
+        self._mm[start:pos] = b"".join(parts)
+        buffer.clear()
+        txn.buffered = 0
+        txn.appended += pos - start
+        txn.pos = pos
 
-    def _writer_probe(self, kt: int, kb: bytes, h: int) -> tuple[int, int]:
-        """``(slot, offset)`` of the key's newest committed record, or ``(-1, 0)``.
+    def _writer_probe(self, kt: int, kb: bytes, h: int) -> tuple[int, int, int, bool]:
+        """``(slot, offset, live size, has ttl)`` of the key's newest committed record.
 
-        Only a writer holding the lock calls this, after recovery: every slot then names a
+        ``(-1, 0, 0, False)`` when the key has no slot; live size is 0 unless that record is a
+        PUT. Only a writer holding the lock calls this, after recovery: every slot then names a
         complete committed record, so no retry logic is needed (unlike :meth:`_locate`).
         """
         words = self._words
@@ -944,19 +1011,23 @@ class Store(_MutableMapping[str | bytes, Any]):
         tag = h & TAG_MASK
         i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> self._shift
         klen = len(kb)
+        limit = self._file.size
         for _ in range(mask + 1):
             word = words[base + i]
             if word == 0:
-                return -1, 0
+                return -1, 0, 0, False
             if word >> SLOT_OFFSET_BITS == tag:
                 off = (word & SLOT_OFFSET_MASK) << 3
-                if off + RECORD_SIZE + klen > self._file.size:
+                if off + RECORD_SIZE + klen > limit:
                     raise CorruptionError("index slot points past the end of the file",
                                           offset=off, path=self.path)
                 hdr = _unpack_header(mm, off)
                 if hdr[H_KLEN] == klen and hdr[H_KTYPE] == kt and \
                         mm[off + RECORD_SIZE: off + RECORD_SIZE + klen] == kb:
-                    return i, off
+                    if hdr[H_KIND] == PUT:
+                        return i, off, (RECORD_SIZE + klen + hdr[H_VLEN] + 7) & ~7, \
+                            hdr[H_EXP] != 0
+                    return i, off, 0, False
             i = (i + 1) & mask
         raise CorruptionError("index table has no empty slot", path=self.path)
 
@@ -969,8 +1040,10 @@ class Store(_MutableMapping[str | bytes, Any]):
         txn = self._txn
         assert txn is not None and self._lock is not None
         try:
+            self._flush(txn)
             if txn.pending or txn.max_bytes != txn.meta.max_bytes:
-                self._evict(txn)
+                if txn.max_bytes:
+                    self._evict(txn)
                 self._publish(txn)
         finally:
             self._txn = None
@@ -988,48 +1061,51 @@ class Store(_MutableMapping[str | bytes, Any]):
         new_slots = 0
         kept = 0
         for p in txn.pending.values():
-            if p[P_PREV]:
-                c = self._header_at(p[P_PREV])
-                if c[H_KIND] == PUT:
-                    size = total_size(c)
-                    keys -= 1
-                    ttls -= c[H_EXP] != 0
-                    live -= size
-                    dead += size
+            csize = p[P_CSIZE]
+            if csize:  # the committed record stops being live
+                keys -= 1
+                ttls -= p[P_CTTL]
+                live -= csize
+                dead += csize
             if p[P_KIND] == PUT:
                 keys += 1
                 ttls += p[P_TTL]
-                live += p[P_SIZE]
-                kept += p[P_SIZE]
+                size = p[P_SIZE]
+                live += size
+                kept += size
                 if p[P_SLOT] < 0:
                     new_slots += 1
-            elif p[P_SLOT] >= 0:
-                pass  # a tombstone re-points the key's slot
-        dead += txn.appended - kept
+        dead += txn.appended - kept  # tombstones and records superseded inside the transaction
         return keys, ttls, live, dead, new_slots
 
     def _evict(self, txn: _Txn) -> None:
-        """With a max_bytes bound, delete the least recently written keys until under it."""
+        """Delete the least recently written keys until live data fits ``max_bytes``.
+
+        Scans the log from ``evict_cursor`` (below which nothing is live) and writes an EVICT
+        tombstone for each record that is still its key's newest, oldest first.
+        """
         bound = txn.max_bytes
-        if not bound:
-            return
-        _, _, live, _, _ = self._effects(txn)
+        live = self._effects(txn)[2]
         if live <= bound:
             return
         off = max(txn.meta.evict_cursor, HEADER_SIZE)
-        while live > bound and off < txn.pos:
+        end = txn.pos
+        pending = txn.pending
+        while live > bound and off < end:
             hdr = self._header_at(off)
             size = total_size(hdr)
             if hdr[H_KIND] == PUT:
                 kb = self._mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
                 kt = hdr[H_KTYPE]
-                p = txn.pending.get((kt, kb))
-                current = p[P_OFF] if p is not None else self._locate(kt, kb, hdr[H_HASH])[1]
-                if current == off and (p is None or p[P_KIND] == PUT):
+                p = pending.get((kt, kb))
+                current = p[P_OFF] if p is not None else self._writer_probe(kt, kb,
+                                                                            hdr[H_HASH])[1]
+                if current == off and (kt, kb) not in txn.buffer:
                     self._stage(EVICT, kt, kb, VALUE_BYTES, b"", 0.0)
                     txn.evictions += 1
                     live -= size
             off += size
+        self._flush(txn)
         txn.meta = txn.meta._replace(evict_cursor=off)
 
     def _publish(self, txn: _Txn) -> None:
@@ -1044,38 +1120,39 @@ class Store(_MutableMapping[str | bytes, Any]):
         words = self._words
         base = table_base(index_offset)
         bits = capacity.bit_length() - 1
-        for (kt, kb), p in txn.pending.items():
-            word = slot_word(p[P_HASH], p[P_OFF])
+        shift = 32 - bits
+        mask = capacity - 1
+        for p in txn.pending.values():
+            h = p[P_HASH]
+            word = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (p[P_OFF] >> 3)
             if grow:
                 # The rehash copied the key's old slot word (if its committed record was live)
                 # unchanged, so it is found by that word alone, without reading records.
-                slot = -1
-                if p[P_PREV]:
-                    slot = find_word(words, base, bits, p[P_HASH],
-                                     slot_word(p[P_HASH], p[P_PREV]))
+                slot = find_word(words, base, bits, h, slot_word(h, p[P_PREV])) \
+                    if p[P_CSIZE] else -1
                 if slot >= 0:
                     words[base + slot] = word
                 elif p[P_KIND] == PUT:
-                    insert_new(words, base, bits, p[P_HASH], word)
+                    insert_new(words, base, bits, h, word)
                     used += 1
             elif p[P_SLOT] >= 0:
                 words[base + p[P_SLOT]] = word
             elif p[P_KIND] == PUT:
-                insert_new(words, base, bits, p[P_HASH], word)
+                i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # index.insert_new, inlined
+                while words[base + i]:
+                    i = (i + 1) & mask
+                words[base + i] = word
                 used += 1
-        new = meta._replace(
-            gen=txn.gen, log_end=txn.pos, index_offset=index_offset, index_capacity=capacity,
-            index_used=used, key_count=keys, ttl_count=ttls, live_bytes=live, dead_bytes=dead,
-            max_bytes=txn.max_bytes, evictions=meta.evictions + txn.evictions,
-            commit_start=meta.log_end,
-        )
-        start = META_OFFSETS[txn.gen % 2]
+        new = Meta(txn.gen, txn.pos, index_offset, capacity, used, keys, ttls, live, dead,
+                   txn.max_bytes, meta.evictions + txn.evictions, meta.base_gen,
+                   meta.evict_cursor, meta.created_ns, meta.log_end)
+        start = META_OFFSETS[txn.gen & 1]
         self._mm[start:start + META_SIZE] = new.encode()
         words[_GEN_W] = txn.gen  # the commit point
         if self._sync:
             self._file.sync()
         words[_SYNCED_W] = txn.gen
-        self._install(new)
+        self._install(new, written=txn.pending)
 
     def _build_table(self, txn: _Txn, expected_keys: int) -> tuple[int, int, int]:
         """Rehash the committed index into a larger table appended to the log."""
@@ -1273,8 +1350,10 @@ class Store(_MutableMapping[str | bytes, Any]):
                 ) -> Callable[[F], F]:
         """Cache a function's results in this store, shared by every process.
 
-        See :func:`mmkv.memoize.memoize`: keys derive from the function's qualified name and a
-        deterministic encoding of its arguments; concurrent misses compute once.
+        Keys derive from the function's qualified name and a deterministic encoding of its
+        arguments (never ``hash()`` or pickle); concurrent misses in several processes compute
+        once while the others wait, at most ``lock_timeout`` seconds. The wrapper has
+        ``cache_key()``, ``invalidate()`` and ``cache_clear()``.
         """
         from .memoize import memoize
         return memoize(self, ttl=ttl, key=key)
