@@ -537,7 +537,87 @@ class Store(_MutableMapping[str | bytes, Any]):
         return True
 
     def _fetch(self, key: object, default: Any) -> Any:
-        """The slow read: probe the index at our generation, check the record, fill the cache."""
+        """A read the cache could not answer: probe the index, check the record, cache it.
+
+        The common case (no transaction, the key's newest record committed, a live PUT, inside
+        our mapping, checksum good) is inlined here; anything else takes the general path.
+        """
+        if type(key) is str and key.isascii() and self._txn is None:
+            kb = key.encode()
+            klen = len(kb)
+            if klen <= MAX_KEY_BYTES:
+                words = self._words
+                if words[2] != self._gen:
+                    self._refresh()
+                    words = self._words
+                g = self._gen
+                h = _crc32(kb, KEY_STR)
+                mm = self._mm
+                base = self._tbase
+                mask = self._mask
+                limit = self._file.size
+                tag = h & TAG_MASK
+                i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> self._shift
+                for _ in range(mask + 1):
+                    word = words[base + i]
+                    if word == 0:
+                        return self._cache_result(key, g, _ABSENT, default)
+                    if word >> SLOT_OFFSET_BITS == tag:
+                        off = (word & SLOT_OFFSET_MASK) << 3
+                        if off + RECORD_SIZE + klen > limit:
+                            break
+                        hdr = _unpack_header(mm, off)
+                        if hdr[H_KLEN] != klen or hdr[H_KTYPE] != KEY_STR or \
+                                mm[off + RECORD_SIZE: off + RECORD_SIZE + klen] != kb:
+                            if words[base + i] != word:
+                                break  # re-pointed under us: the general path retries
+                            i = (i + 1) & mask
+                            continue
+                        if hdr[H_GEN] > g or hdr[H_KIND] != PUT:
+                            break
+                        end = off + ((RECORD_SIZE + klen + hdr[H_VLEN] + 7) & ~7)
+                        if end > limit:
+                            break
+                        body = mm[off + 4:end]
+                        if _crc32(body) != hdr[0]:
+                            break
+                        exp = hdr[H_EXP]
+                        if exp and exp <= _time():
+                            return self._cache_result(key, g, _ABSENT, default)
+                        k1 = RECORD_SIZE - 4 + klen
+                        vb = body[k1:k1 + hdr[H_VLEN]]
+                        vt = hdr[H_VTYPE]
+                        if vt == VALUE_BYTES:
+                            return self._cache_result(key, g, (vt, vb, exp), vb)
+                        try:
+                            if vt == VALUE_MSGPACK:
+                                value = _unpackb(vb)
+                                return self._cache_result(key, g, (vt, vb, exp), value)
+                            if vt == VALUE_STR:
+                                value = vb.decode("utf-8")
+                                return self._cache_result(key, g, (vt, value, exp), value)
+                        except Exception:
+                            pass  # damaged: the general path raises CorruptionError for it
+                        break
+                    i = (i + 1) & mask
+        return self._fetch_general(key, default)
+
+    def _cache_result(self, key: object, g: int, entry: Any, value: Any) -> Any:
+        """Remember ``entry`` for ``key`` (read at generation ``g``) and return ``value``."""
+        if self._cache_limit:
+            with self._cache_lock:
+                if self._gen == g:
+                    self._cache_used += 96 + (0 if entry is _ABSENT else len(entry[1]))
+                    if self._cache_used > self._cache_limit:
+                        self._cache.clear()
+                        self._cache_used = 0
+                    self._cache[key] = entry
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def _fetch_general(self, key: object, default: Any) -> Any:
+        """The general read: transactions, key types, version chains, damage reporting."""
         kt, kb = encode_key(key)
         if self._words[2] != self._gen:
             self._refresh()
@@ -557,23 +637,11 @@ class Store(_MutableMapping[str | bytes, Any]):
         if not cacheable:
             return self._decoded(key, found, default)
         if found is None:
-            entry: Any = _ABSENT
-            value = default
-        else:
-            off, hdr = found
-            vt, payload = self._payload(off, hdr, key)
-            entry = (vt, payload, hdr[H_EXP])
-            value = _unpackb(payload) if vt == VALUE_MSGPACK else payload
-        with self._cache_lock:
-            if self._gen == g and self._cache_limit:
-                self._cache_used += 96 + (0 if entry is _ABSENT else len(entry[1]))
-                if self._cache_used > self._cache_limit:
-                    self._cache.clear()
-                    self._cache_used = 0
-                self._cache[key] = entry
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
+            return self._cache_result(key, g, _ABSENT, default)
+        off, hdr = found
+        vt, payload = self._payload(off, hdr, key)
+        value = _unpackb(payload) if vt == VALUE_MSGPACK else payload
+        return self._cache_result(key, g, (vt, payload, hdr[H_EXP]), value)
 
     def _decoded(self, key: object, found: tuple[int, Header] | None, default: Any) -> Any:
         if found is None:
