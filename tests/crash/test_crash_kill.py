@@ -125,15 +125,23 @@ def test_acknowledged_writes_and_whole_transactions_survive_repeated_sigkill(
             model.apply(op)
         acknowledged_total += len(acknowledged)
         context = f"seed {seed}, cycle {cycle} ({durability}), in flight: {in_flight}"
-        with mmkv.open(path, lock_timeout=5.0) as db:
-            try:
-                db.verify()
-                model.check(db, in_flight)
-                assert len(db) == model.present_count(), "len() disagrees with the keys"
-            except (AssertionError, mmkv.Error) as error:
-                raise AssertionError(f"{context}: {error}") from error
-            assert db.generation >= last_generation, f"{context}: the generation went back"
-            last_generation = db.generation
+        # First as `mmkv verify` or a reader would see it right after the crash (read-only,
+        # so nothing is repaired yet), then writable; both must show the same sound state.
+        if not os.path.exists(path):
+            # Killed while creating the store: no file is a valid outcome, before any write.
+            assert acknowledged_total == 0, f"{context}: the store vanished"
+            continue
+        for readonly in (True, False):
+            with mmkv.open(path, readonly=readonly, lock_timeout=5.0) as db:
+                try:
+                    db.verify()
+                    model.check(db, in_flight if readonly else None)
+                    assert len(db) == model.present_count(), "len() disagrees with the keys"
+                    assert db.generation >= last_generation, "the generation went back"
+                    last_generation = db.generation
+                except (AssertionError, mmkv.Error) as error:
+                    mode = "read-only" if readonly else "writable"
+                    raise AssertionError(f"{context}, {mode} open: {error}") from error
     assert acknowledged_total > 50, f"only {acknowledged_total} writes were acknowledged"
     with mmkv.open(path, readonly=True) as db:
         db.verify()
@@ -167,19 +175,21 @@ def test_compaction_killed_at_random_points_leaves_the_old_or_the_new_store_whol
         compactions_started += sum(op["op"] == "compact" for op in acknowledged)
         compactions_started += in_flight is not None and in_flight["op"] == "compact"
         context = f"seed {seed}, cycle {cycle}, in flight: {in_flight}"
-        with mmkv.open(path, lock_timeout=5.0) as db:
-            try:
-                db.verify()
-                assert dict(db.items()) == data, "the data changed"
-                assert len(db) == len(data)
-                assert db.generation >= last_generation, "the generation went back"
-                last_generation = db.generation
-                if cycle % 5 == 4:
-                    db.compact()  # a killed compaction must not block the next one
-                    assert db.stats()["dead_bytes"] == 0
+        for readonly in (True, False):
+            with mmkv.open(path, readonly=readonly, lock_timeout=5.0) as db:
+                try:
                     db.verify()
-            except (AssertionError, mmkv.Error) as error:
-                raise AssertionError(f"{context}: {error}") from error
+                    assert dict(db.items()) == data, "the data changed"
+                    assert len(db) == len(data)
+                    assert db.generation >= last_generation, "the generation went back"
+                    last_generation = db.generation
+                    if not readonly and cycle % 5 == 4:
+                        db.compact()  # a killed compaction must not block the next one
+                        assert db.stats()["dead_bytes"] == 0
+                        db.verify()
+                except (AssertionError, mmkv.Error) as error:
+                    mode = "read-only" if readonly else "writable"
+                    raise AssertionError(f"{context}, {mode} open: {error}") from error
     assert compactions_started >= COMPACT_CYCLES // 2, "too few kills hit a compaction"
     with mmkv.open(path, readonly=True) as db:
         assert dict(db.items()) == data
