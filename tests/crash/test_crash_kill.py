@@ -83,7 +83,7 @@ class Model:
         for group, version in self.groups.items():
             keys = crash_child.GROUPS[group]
             got = db.get_many(keys)
-            found_versions = {crash_child.version_of(key, value) for key, value in got.items()}
+            found_versions = {crash_child.version_of(key, got[key]) for key in keys if key in got}
             assert not got or (len(got) == len(keys) and len(found_versions) == 1), (
                 f"group {group} is torn: {sorted(got)} of {keys}, versions {found_versions}"
             )

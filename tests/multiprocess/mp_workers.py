@@ -152,7 +152,7 @@ def versioned_reader(
                     assert set(got) == set(group), (
                         f"partial transaction: got {sorted(got)} of {sorted(group)}"
                     )
-                    versions = {observe(key, value) for key, value in got.items()}
+                    versions = {observe(key, got[key]) for key in group}
                     assert len(versions) == 1, f"group {group} mixes versions {versions}"
     return {"seen": seen, "reads": reads}
 
