@@ -46,7 +46,22 @@ class LiveRecord(NamedTuple):
     expires_at: float
 
 
-def build(tmp_path: str, records: Iterable[LiveRecord], *, gen: int, base_gen: int,
+class RawRecord(NamedTuple):
+    """A complete encoded record (``prev`` 0, crc valid), as compaction copies it."""
+
+    data: bytes
+    key_hash: int
+    has_ttl: bool
+
+
+def encode_live(r: LiveRecord) -> RawRecord:
+    """Encode a live key/value as a record of the new file (no version chain: ``prev`` 0)."""
+    data = encode_record(PUT, r.key_type, r.key_bytes, r.key_hash, r.value_type, r.value_bytes,
+                         r.gen, 0, r.expires_at)
+    return RawRecord(data, r.key_hash, r.expires_at != 0)
+
+
+def build(tmp_path: str, records: Iterable[RawRecord], *, gen: int, base_gen: int,
           max_bytes: int = 0, evictions: int = 0, slack: float = 0.25) -> Meta:
     """Write a store holding ``records`` (in the order given) to ``tmp_path`` and fsync it.
 
@@ -69,7 +84,7 @@ def build(tmp_path: str, records: Iterable[LiveRecord], *, gen: int, base_gen: i
     return meta
 
 
-def _write(fd: int, records: Iterable[LiveRecord], *, gen: int, base_gen: int, max_bytes: int,
+def _write(fd: int, records: Iterable[RawRecord], *, gen: int, base_gen: int, max_bytes: int,
            evictions: int, slack: float) -> Meta:
     offset = HEADER_SIZE
     placed: list[tuple[int, int]] = []  # (hash, offset)
@@ -77,15 +92,13 @@ def _write(fd: int, records: Iterable[LiveRecord], *, gen: int, base_gen: int, m
     buf: list[bytes] = []
     buffered = 0
     os.pwrite(fd, b"\0" * HEADER_SIZE, 0)
-    for r in records:
-        rec = encode_record(PUT, r.key_type, r.key_bytes, r.key_hash, r.value_type, r.value_bytes,
-                            r.gen, 0, r.expires_at)
-        placed.append((r.key_hash, offset))
+    for rec, h, has_ttl in records:
+        placed.append((h, offset))
         buf.append(rec)
         buffered += len(rec)
         offset += len(rec)
         live += len(rec)
-        ttl += r.expires_at != 0
+        ttl += has_ttl
         if buffered >= _CHUNK:
             _flush(fd, buf, offset - buffered)
             buf, buffered = [], 0

@@ -4,12 +4,12 @@ The order, each step safe to die after (the writer lock is held throughout):
 
 1. Write the live records, in log order (so eviction order survives), and a fresh index into
    ``PATH.compact-PID``; fsync it.
-2. Set the old file's *retired* word. A process that sees it looks at the path: a different file
-   there means "reopen"; the same file means the compaction died before step 3, and the file is
-   still the store (the next writer clears the word).
+2. Set the old file's *retired* word and bump its generation word past every meta it holds.
+   Lock-free readers only look at the header when that word changes; now they look on every
+   read, and each time check the path: a different file there means "reopen"; the same file
+   means the rename has not happened (yet, or ever: the next writer clears the retired word and
+   puts the generation word back).
 3. ``rename`` the new file over the path and fsync the directory.
-4. Bump the old file's generation word, so lock-free readers, who only look at the header when
-   that word changes, notice promptly and move to the new file.
 
 Readers of the old file keep a valid mapping the whole time: nothing in it is modified but the
 two header words, and it is never truncated.
@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import glob
 import os
+import time
+import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import builder
-from .format import OFF_GENERATION, OFF_RETIRED
-from .log import H_EXP, H_GEN, H_HASH, H_VTYPE, checked_body, split_body
+from .format import OFF_GENERATION, OFF_RETIRED, PUT, SLOT_OFFSET_MASK
+from .log import H_EXP, H_HASH, H_KIND, H_PREV, checked_body
+
+_PREV_IN_BODY = 12  # the prev field's offset in a record after its 4-byte crc
+_NO_PREV = bytes(8)
+_crc32 = zlib.crc32
 
 if TYPE_CHECKING:
     from .store import Store
@@ -34,14 +40,28 @@ def compact(store: Store) -> None:
     """Compact ``store``'s file. The caller holds the writer lock and has caught up."""
     meta = store._meta
     gen = meta.gen
-    live = sorted(store._snapshot(), key=lambda item: item[2])
     mm = store._mm
+    words = store._words
+    base = store._view[0]
+    now = time.time()
+    # Holding the lock after recovery, every slot names its key's newest committed record.
+    live = []
+    for i in range(base, base + meta.index_capacity):
+        word = words[i]
+        if word:
+            off = (word & SLOT_OFFSET_MASK) << 3
+            hdr = store._header_at(off)
+            if hdr[H_KIND] == PUT and not (hdr[H_EXP] and hdr[H_EXP] <= now):
+                live.append((off, hdr))
+    live.sort()  # log order: the eviction order (least recently written first) survives
 
-    def records() -> Iterator[builder.LiveRecord]:
-        for kt, _kb, off, hdr in live:
-            kb, vb = split_body(checked_body(mm, off, hdr), hdr)
-            yield builder.LiveRecord(kt, kb, hdr[H_HASH], hdr[H_VTYPE], vb, hdr[H_GEN],
-                                     hdr[H_EXP])
+    def records() -> Iterator[builder.RawRecord]:
+        for off, hdr in live:
+            body = checked_body(mm, off, hdr)
+            if hdr[H_PREV]:  # the new file has no older versions: clear prev, redo the crc
+                body = body[:_PREV_IN_BODY] + _NO_PREV + body[_PREV_IN_BODY + 8:]
+            yield builder.RawRecord(_crc32(body).to_bytes(4, "little") + body, hdr[H_HASH],
+                                    hdr[H_EXP] != 0)
 
     for stale in glob.glob(glob.escape(store.path) + ".compact-*"):
         try:
@@ -49,14 +69,23 @@ def compact(store: Store) -> None:
         except OSError:
             pass
     tmp = f"{store.path}.compact-{os.getpid()}"
+    # 1/8 spare room: the file stays close to its live size, and the first writes after a
+    # compaction do not immediately grow (and remap) it.
     builder.build(tmp, records(), gen=gen + 1, base_gen=gen, max_bytes=meta.max_bytes,
-                  evictions=meta.evictions)
+                  evictions=meta.evictions, slack=0.125)
     words = store._words
+    # Retire the old file and move its generation word past every meta it holds, *before* the
+    # rename: a reader that looks now finds no meta for the word, so it re-checks the path on
+    # every read until the new file is there (or until the next writer undoes a compaction that
+    # died here). Bumping only after the rename would leave readers asleep on the old file if
+    # this process died between the two.
     words[OFF_RETIRED // 8] = 1
+    words[OFF_GENERATION // 8] = gen + 1
     try:
         os.replace(tmp, store.path)
     except BaseException:
         words[OFF_RETIRED // 8] = 0
+        words[OFF_GENERATION // 8] = gen
         try:
             os.unlink(tmp)
         except OSError:
@@ -64,5 +93,4 @@ def compact(store: Store) -> None:
         raise
     from .store import _fsync_dir
     _fsync_dir(store.path)
-    words[OFF_GENERATION // 8] = gen + 1
     store._reopen_path()

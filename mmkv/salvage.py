@@ -109,7 +109,8 @@ def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
             live.append((off, key, hdr, vb))
     live.sort(key=lambda item: item[0])
     gen = (max_gen or max((h[H_GEN] for _, _, h, _ in live), default=0)) + 1
-    records = (builder.LiveRecord(kt, kb, hdr[H_HASH], hdr[H_VTYPE], vb, hdr[H_GEN], hdr[H_EXP])
+    records = (builder.encode_live(builder.LiveRecord(kt, kb, hdr[H_HASH], hdr[H_VTYPE], vb,
+                                                      hdr[H_GEN], hdr[H_EXP]))
                for _, (kt, kb), hdr, vb in live)
     tmp = f"{dst}.new-{os.getpid()}"
     builder.build(tmp, records, gen=gen, base_gen=gen)

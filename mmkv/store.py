@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Iterable, Iterator, ItemsView, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
 from collections.abc import MutableMapping as _MutableMapping
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ from .format import (
     EVICT,
     HEADER_SIZE,
     KEY_STR,
+    MAX_FILE_BYTES,
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
     META_OFFSETS,
@@ -58,7 +59,6 @@ from .format import (
     VALUE_STR,
     Meta,
     check_preamble,
-    encode_record,
     encode_table_header,
     key_hash,
     slot_word,
@@ -319,7 +319,8 @@ class Store(_MutableMapping[str | bytes, Any]):
                 meta = m1
             elif spin > 20 or g == 0:
                 # No meta matches: a torn header after power loss or damage, not a race.
-                valid = [m for m in (m0, m1) if m is not None]
+                # Never one newer than the word: that commit was written but not published.
+                valid = [m for m in (m0, m1) if m is not None and m.gen <= g]
                 if valid:
                     meta = max(valid, key=lambda m: m.gen)
             if meta is not None and words[_GEN_W] == g:
@@ -349,9 +350,12 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._file.ensure(end)
             self._words = self._file.words
             self._mm = self._file.mm
-        old = self._meta
-        if self._cache:
-            with self._cache_lock:
+        with self._cache_lock:
+            # Under the cache lock, so a concurrent read cannot cache a value of the old
+            # generation under the new one; the probe geometry is one tuple, so a concurrent
+            # read never pairs one table's base with another's mask.
+            old = self._meta
+            if self._cache:
                 if written is not None:
                     cache = self._cache
                     for kt, kb in written:
@@ -361,12 +365,9 @@ class Store(_MutableMapping[str | bytes, Any]):
                 else:
                     self._cache.clear()
                     self._cache_used = 0
-        self._meta = meta
-        self._gen = meta.gen
-        self._tbase = table_base(meta.index_offset)
-        self._bits = cap.bit_length() - 1
-        self._mask = cap - 1
-        self._shift = 32 - self._bits
+            self._meta = meta
+            self._view = (table_base(meta.index_offset), cap - 1, 33 - cap.bit_length())
+            self._gen = meta.gen
         if len(self._history) > 256:
             self._history.clear()
         self._history[meta.gen] = end
@@ -424,10 +425,9 @@ class Store(_MutableMapping[str | bytes, Any]):
         record whatever its generation; callers apply visibility.
         """
         words = self._words
-        base = self._tbase
-        mask = self._mask
+        base, mask, shift = self._view
         tag = h & TAG_MASK
-        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> self._shift
+        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
         klen = len(kb)
         for _ in range(mask + 1):
             word = words[base + i]
@@ -469,14 +469,22 @@ class Store(_MutableMapping[str | bytes, Any]):
         return self._at_generation(off, hdr, self._gen)
 
     def _at_generation(self, off: int, hdr: Header | None, g: int) -> tuple[int, Header] | None:
+        """Walk the key's version chain back to the newest record of generation <= ``g``."""
         while hdr is not None and hdr[H_GEN] > g:
             prev = hdr[H_PREV]
             if prev == 0:
                 return None
             if prev >= off:
                 raise CorruptionError("record chain points forward", offset=off)
+            newer = hdr
             off = prev
             hdr = self._header_at(off)
+            # The newer record's crc is not checked on this path, so check that the chain
+            # stays on one key (hash, type, length; the value's crc covers the key bytes).
+            if hdr[H_HASH] != newer[H_HASH] or hdr[H_KTYPE] != newer[H_KTYPE] or \
+                    hdr[H_KLEN] != newer[H_KLEN] or hdr[H_KIND] == TABLE:
+                raise CorruptionError("record chain leaves its key", offset=off,
+                                      path=self.path)
         if hdr is None or hdr[H_KIND] != PUT:
             return None
         exp = hdr[H_EXP]
@@ -553,11 +561,10 @@ class Store(_MutableMapping[str | bytes, Any]):
                 g = self._gen
                 h = _crc32(kb, KEY_STR)
                 mm = self._mm
-                base = self._tbase
-                mask = self._mask
+                base, mask, shift = self._view
                 limit = self._file.size
                 tag = h & TAG_MASK
-                i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> self._shift
+                i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
                 for _ in range(mask + 1):
                     word = words[base + i]
                     if word == 0:
@@ -679,7 +686,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._refresh()
         g = self._gen
         words = self._words
-        base = self._tbase
+        base, mask, _ = self._view
         out = []
         seen: set[tuple[int, bytes]] = set()
         txn = self._txn
@@ -688,7 +695,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             assert txn is not None
             self._flush(txn)
             words = self._words  # the flush may have grown the file
-        for i in range(base, base + self._mask + 1):
+        for i in range(base, base + mask + 1):
             word = words[i]
             if not word:
                 continue
@@ -856,7 +863,7 @@ class Store(_MutableMapping[str | bytes, Any]):
     def update(self, other: Any = (), /, **kwds: Any) -> None:
         """Write every pair atomically: other processes see all of them or none."""
         if isinstance(other, Mapping) or hasattr(other, "keys"):
-            pairs = [(key, other[key]) for key in other.keys()]
+            pairs = [(key, other[key]) for key in other.keys()]  # noqa: SIM118 (a keys()-only object)
         else:
             pairs = list(other)
         pairs.extend(kwds.items())
@@ -914,8 +921,8 @@ class Store(_MutableMapping[str | bytes, Any]):
             raise ClosedError("the store is closed")
         if self.readonly:
             raise ReadOnlyError(f"{self.path!r} was opened read-only")
-        if not self._tlock.acquire(timeout=-1 if self.lock_timeout is None
-                                   else self.lock_timeout):
+        if not self._tlock.acquire(False) and not self._tlock.acquire(
+                timeout=-1 if self.lock_timeout is None else self.lock_timeout):
             from .errors import LockTimeout
             raise LockTimeout("another thread of this process holds the store's transaction")
         try:
@@ -934,6 +941,9 @@ class Store(_MutableMapping[str | bytes, Any]):
 
     def _leave_write(self, *, failed: bool, wrote: bool = True) -> None:
         """Give back this thread's share; the outermost leave commits or rolls back."""
+        if self._txn is None and self._forked_txn:
+            raise Error("this store was inherited through fork() in the middle of a "
+                        "transaction; the child's part of it is discarded")
         try:
             txn = self._txn
             assert txn is not None
@@ -966,8 +976,11 @@ class Store(_MutableMapping[str | bytes, Any]):
     def _catch_up_for_write(self) -> None:
         """Holding the lock: follow a compaction, load the newest meta, repair a dead writer."""
         if self._words[_RETIRED_W] and not self._reopen_path():
-            # Our file is still at the path: a compaction died before its rename.
+            # Our file is still at the path: a compaction died before its rename. It had
+            # bumped the generation word to wake readers; put it back on the newest meta.
             self._words[_RETIRED_W] = 0
+            self._refresh()
+            self._words[_GEN_W] = self._gen
         if self._words[_GEN_W] != self._gen:
             self._refresh()
         self._file.ensure(self._meta.log_end)
@@ -978,20 +991,23 @@ class Store(_MutableMapping[str | bytes, Any]):
 
         Its records lie from ``log_end`` on, with generation ``meta.gen + 1``; each slot that
         names one of them is pointed back at the record's ``prev`` (0 makes it empty again).
-        Cost: one header read when there is nothing to do.
+        All the slots are found first and written after: emptying one slot first could hide,
+        from the probe, another dead key placed behind it. The dead writer may have grown the
+        file past our mapping, so the scan follows the file, not the mapping. Cost: one header
+        read when there is nothing to do.
         """
         meta = self._meta
-        size = self._file.size
         off = meta.log_end
-        words = self._words
         dead_gen = meta.gen + 1
-        repaired = False
-        while off + RECORD_SIZE <= size:
+        undo = []
+        while True:
+            if off + RECORD_SIZE > self._file.size and not self._map_through(off + RECORD_SIZE):
+                break
             hdr: Header = _unpack_header(self._mm, off)
             if hdr[H_GEN] != dead_gen or hdr[H_KIND] not in (PUT, DELETE, EVICT, TABLE):
                 break
             end = off + total_size(hdr)
-            if end > size:
+            if end > self._file.size and not self._map_through(end):
                 break
             if hdr[H_KIND] != TABLE:
                 try:
@@ -1002,11 +1018,22 @@ class Store(_MutableMapping[str | bytes, Any]):
                 slot, found, _ = self._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
                 if found == off:
                     prev = hdr[H_PREV]
-                    words[self._tbase + slot] = slot_word(hdr[H_HASH], prev) if prev else 0
-                    repaired = True
+                    undo.append((slot, slot_word(hdr[H_HASH], prev) if prev else 0))
             off = end
-        if repaired and self._sync:
-            self._file.sync()
+        if undo:
+            words = self._words
+            base = self._view[0]
+            for slot, word in undo:
+                words[base + slot] = word
+            if self._sync:
+                self._file.sync()
+
+    def _map_through(self, end: int) -> bool:
+        """Map the file through ``end`` if the file reaches that far; False if it does not."""
+        if self._file.file_size() & ~7 < end:
+            return False
+        self._remap_to(end)
+        return True
 
     def _rollback(self) -> None:
         # Nothing a reader can see was touched: records past log_end are never referenced.
@@ -1035,8 +1062,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         gen = txn.gen
         probe = self._writer_probe
         words = self._words
-        base = self._tbase
-        shift = self._shift
+        base, _, shift = self._view
         for pkey, (kind, vt, vb, exp) in buffer.items():
             kt, kb = pkey
             p = pending.get(pkey)
@@ -1058,6 +1084,8 @@ class Store(_MutableMapping[str | bytes, Any]):
             pending[pkey] = (pos, kind, size, h, prev, slot, exp != 0, csize, cttl)
             pos += size
         if pos > self._file.size:
+            if pos > MAX_FILE_BYTES:
+                raise ValueError(f"the store would pass its largest size, {MAX_FILE_BYTES} bytes")
             self._grow(pos)  # raises OSError (disk full) before anything is written
         self._mm[start:pos] = b"".join(parts)
         buffer.clear()
@@ -1074,10 +1102,9 @@ class Store(_MutableMapping[str | bytes, Any]):
         """
         words = self._words
         mm = self._mm
-        base = self._tbase
-        mask = self._mask
+        base, mask, shift = self._view
         tag = h & TAG_MASK
-        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> self._shift
+        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
         klen = len(kb)
         limit = self._file.size
         for _ in range(mask + 1):
@@ -1240,7 +1267,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             hdr = self._header_at(record_offset)
             return hdr[H_HASH] if hdr[H_KIND] == PUT else None
 
-        used = rehash(self._words, self._tbase, meta.index_capacity, table_base(offset),
+        used = rehash(self._words, self._view[0], meta.index_capacity, table_base(offset),
                       capacity.bit_length() - 1, keep)
         return offset, capacity, used
 
@@ -1278,10 +1305,11 @@ class Store(_MutableMapping[str | bytes, Any]):
             for hdr, kb, off in stale:
                 slot, found, _ = self._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
                 if found < off:
+                    base, mask, _ = self._view
                     if found:
-                        self._words[self._tbase + slot] = slot_word(hdr[H_HASH], off)
+                        self._words[base + slot] = slot_word(hdr[H_HASH], off)
                     else:
-                        insert_new(self._words, self._tbase, self._bits, hdr[H_HASH],
+                        insert_new(self._words, base, mask.bit_length(), hdr[H_HASH],
                                    slot_word(hdr[H_HASH], off))
             self._file.sync()
             self._words[_SYNCED_W] = self._gen
@@ -1464,12 +1492,19 @@ class Store(_MutableMapping[str | bytes, Any]):
             pass
 
     def _after_fork(self) -> None:
-        """In a forked child: new lock descriptor; a transaction in flight cannot continue."""
+        """In a forked child: new lock descriptor; a transaction in flight cannot continue.
+
+        The child does not hold the parent's lock, so it must not commit the parent's
+        transaction; its buffered writes are dropped, reads see committed state, and any
+        write (including the end of the inherited ``with`` block) raises Error.
+        """
         self._tlock = threading.RLock()
         if self._lock is not None:
             self._lock.reopen_after_fork()
         if self._txn is not None:
             self._forked_txn = True
+            self._txn = None
+            self._depth = 0
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self.readonly else "open")
