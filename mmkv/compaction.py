@@ -20,17 +20,12 @@ from __future__ import annotations
 import glob
 import os
 import time
-import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import builder
 from .format import OFF_GENERATION, OFF_RETIRED, PUT, SLOT_OFFSET_MASK
-from .log import H_EXP, H_HASH, H_KIND, H_PREV, checked_body
-
-_PREV_IN_BODY = 12  # the prev field's offset in a record after its 4-byte crc
-_NO_PREV = bytes(8)
-_crc32 = zlib.crc32
+from .log import H_EXP, H_HASH, H_KIND, total_size
 
 if TYPE_CHECKING:
     from .store import Store
@@ -56,12 +51,13 @@ def compact(store: Store) -> None:
     live.sort()  # log order: the eviction order (least recently written first) survives
 
     def records() -> Iterator[builder.RawRecord]:
+        # Records are copied byte for byte, checksum and all: a damaged record stays detectably
+        # damaged rather than being laundered, and nothing is re-encoded. Their ``prev`` offsets
+        # point into the old file, which is harmless: every record copied here has a generation
+        # <= the new file's base generation, and readers follow ``prev`` only from records newer
+        # than the generation they read at, which in the new file is always > the base.
         for off, hdr in live:
-            body = checked_body(mm, off, hdr)
-            if hdr[H_PREV]:  # the new file has no older versions: clear prev, redo the crc
-                body = body[:_PREV_IN_BODY] + _NO_PREV + body[_PREV_IN_BODY + 8:]
-            yield builder.RawRecord(_crc32(body).to_bytes(4, "little") + body, hdr[H_HASH],
-                                    hdr[H_EXP] != 0)
+            yield builder.RawRecord(mm[off:off + total_size(hdr)], hdr[H_HASH], hdr[H_EXP] != 0)
 
     for stale in glob.glob(glob.escape(store.path) + ".compact-*"):
         try:

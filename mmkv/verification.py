@@ -86,7 +86,9 @@ def _verify(store: Store) -> None:
             continue
         body = checked_body(mm, off, hdr)
         kb, _ = split_body(body, hdr)
-        if hdr[H_PREV] and hdr[H_PREV] >= off:
+        # prev matters only for records newer than the file's base generation: older ones were
+        # copied by compaction and keep the offsets of the file they came from.
+        if hdr[H_GEN] > meta.base_gen and hdr[H_PREV] >= off:
             raise CorruptionError("record chain points forward", offset=off, key=kb)
         key = (hdr[H_KTYPE], kb)
         newest[key] = (off, hdr[H_KIND], total_size(hdr))
