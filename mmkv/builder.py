@@ -56,13 +56,30 @@ class RawRecord(NamedTuple):
 
 def encode_live(r: LiveRecord) -> RawRecord:
     """Encode a live key/value as a record of the new file (no version chain: ``prev`` 0)."""
-    data = encode_record(PUT, r.key_type, r.key_bytes, r.key_hash, r.value_type, r.value_bytes,
-                         r.gen, 0, r.expires_at)
+    data = encode_record(
+        PUT,
+        r.key_type,
+        r.key_bytes,
+        r.key_hash,
+        r.value_type,
+        r.value_bytes,
+        r.gen,
+        0,
+        r.expires_at,
+    )
     return RawRecord(data, r.key_hash, r.expires_at != 0)
 
 
-def build(tmp_path: str, records: Iterable[RawRecord], *, gen: int, base_gen: int,
-          max_bytes: int = 0, evictions: int = 0, slack: float = 0.25) -> Meta:
+def build(
+    tmp_path: str,
+    records: Iterable[RawRecord],
+    *,
+    gen: int,
+    base_gen: int,
+    max_bytes: int = 0,
+    evictions: int = 0,
+    slack: float = 0.25,
+) -> Meta:
     """Write a store holding ``records`` (in the order given) to ``tmp_path`` and fsync it.
 
     The new file's generation is ``gen``; ``changed_since`` history before ``base_gen`` is gone.
@@ -70,8 +87,15 @@ def build(tmp_path: str, records: Iterable[RawRecord], *, gen: int, base_gen: in
     """
     fd = os.open(tmp_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        meta = _write(fd, records, gen=gen, base_gen=base_gen, max_bytes=max_bytes,
-                      evictions=evictions, slack=slack)
+        meta = _write(
+            fd,
+            records,
+            gen=gen,
+            base_gen=base_gen,
+            max_bytes=max_bytes,
+            evictions=evictions,
+            slack=slack,
+        )
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -84,8 +108,16 @@ def build(tmp_path: str, records: Iterable[RawRecord], *, gen: int, base_gen: in
     return meta
 
 
-def _write(fd: int, records: Iterable[RawRecord], *, gen: int, base_gen: int, max_bytes: int,
-           evictions: int, slack: float) -> Meta:
+def _write(
+    fd: int,
+    records: Iterable[RawRecord],
+    *,
+    gen: int,
+    base_gen: int,
+    max_bytes: int,
+    evictions: int,
+    slack: float,
+) -> Meta:
     offset = HEADER_SIZE
     placed: list[tuple[int, int]] = []  # (hash, offset)
     live = ttl = 0
@@ -122,16 +154,29 @@ def _write(fd: int, records: Iterable[RawRecord], *, gen: int, base_gen: int, ma
     size = (size + 65535) // 65536 * 65536
     os.posix_fallocate(fd, 0, size)
 
-    meta = Meta(gen=gen, log_end=log_end, index_offset=table_offset, index_capacity=capacity,
-                index_used=len(placed), key_count=len(placed), ttl_count=ttl, live_bytes=live,
-                dead_bytes=0, max_bytes=max_bytes, evictions=evictions, base_gen=base_gen,
-                evict_cursor=HEADER_SIZE, created_ns=time.time_ns(), commit_start=log_end)
+    meta = Meta(
+        gen=gen,
+        log_end=log_end,
+        index_offset=table_offset,
+        index_capacity=capacity,
+        index_used=len(placed),
+        key_count=len(placed),
+        ttl_count=ttl,
+        live_bytes=live,
+        dead_bytes=0,
+        max_bytes=max_bytes,
+        evictions=evictions,
+        base_gen=base_gen,
+        evict_cursor=HEADER_SIZE,
+        created_ns=time.time_ns(),
+        commit_start=log_end,
+    )
     header = bytearray(HEADER_SIZE)
     header[:16] = encode_preamble()
-    header[OFF_GENERATION:OFF_GENERATION + 8] = gen.to_bytes(8, "little")
-    header[OFF_SYNCED:OFF_SYNCED + 8] = gen.to_bytes(8, "little")
+    header[OFF_GENERATION : OFF_GENERATION + 8] = gen.to_bytes(8, "little")
+    header[OFF_SYNCED : OFF_SYNCED + 8] = gen.to_bytes(8, "little")
     start = META_OFFSETS[gen % 2]
-    header[start:start + len(meta.encode())] = meta.encode()
+    header[start : start + len(meta.encode())] = meta.encode()
     os.pwrite(fd, bytes(header), 0)
     return meta
 

@@ -53,6 +53,7 @@ def decode_key(key_type: int, key_bytes: bytes) -> str | bytes:
             return key_bytes.decode("utf-8")
         except UnicodeDecodeError:
             from .errors import CorruptionError
+
             raise CorruptionError("stored key is not valid UTF-8") from None
     return key_bytes
 

@@ -57,7 +57,7 @@ def compact(store: Store) -> None:
         # <= the new file's base generation, and readers follow ``prev`` only from records newer
         # than the generation they read at, which in the new file is always > the base.
         for off, hdr in live:
-            yield builder.RawRecord(mm[off:off + total_size(hdr)], hdr[H_HASH], hdr[H_EXP] != 0)
+            yield builder.RawRecord(mm[off : off + total_size(hdr)], hdr[H_HASH], hdr[H_EXP] != 0)
 
     for stale in glob.glob(glob.escape(store.path) + ".compact-*"):
         try:
@@ -67,8 +67,15 @@ def compact(store: Store) -> None:
     tmp = f"{store.path}.compact-{os.getpid()}"
     # 1/8 spare room: the file stays close to its live size, and the first writes after a
     # compaction do not immediately grow (and remap) it.
-    builder.build(tmp, records(), gen=gen + 1, base_gen=gen, max_bytes=meta.max_bytes,
-                  evictions=meta.evictions, slack=0.125)
+    builder.build(
+        tmp,
+        records(),
+        gen=gen + 1,
+        base_gen=gen,
+        max_bytes=meta.max_bytes,
+        evictions=meta.evictions,
+        slack=0.125,
+    )
     words = store._words
     # Retire the old file and move its generation word past every meta it holds, *before* the
     # rename: a reader that looks now finds no meta for the word, so it re-checks the path on
@@ -88,5 +95,6 @@ def compact(store: Store) -> None:
             pass
         raise
     from .store import _fsync_dir
+
     _fsync_dir(store.path)
     store._reopen_path()

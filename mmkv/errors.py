@@ -19,8 +19,14 @@ class CorruptionError(Error):
     place) and ``key`` the key concerned, where it could be read.
     """
 
-    def __init__(self, message: str, *, offset: int | None = None, key: object = None,
-                 path: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        offset: int | None = None,
+        key: object = None,
+        path: str | None = None,
+    ) -> None:
         self.offset = offset
         self.key = key
         self.path = path

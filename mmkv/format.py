@@ -146,14 +146,29 @@ def check_preamble(raw: bytes, path: str | None = None) -> None:
         raise CorruptionError(f"bad header size {header_size}", offset=12, path=path)
 
 
-def encode_record(kind: int, key_type: int, key_bytes: bytes, h: int, value_type: int,
-                  value_bytes: bytes, gen: int, prev: int, expires_at: float) -> bytes:
+def encode_record(
+    kind: int,
+    key_type: int,
+    key_bytes: bytes,
+    h: int,
+    value_type: int,
+    value_bytes: bytes,
+    gen: int,
+    prev: int,
+    expires_at: float,
+) -> bytes:
     """One checksummed, 8-byte aligned record: header, key, value, zero padding."""
     klen = len(key_bytes)
     vlen = len(value_bytes)
     pad = -(RECORD_SIZE + klen + vlen) & 7
-    body = _pack_record(0, kind, key_type, value_type, 0, gen, prev, h, klen, 0, vlen, 0,
-                        expires_at)[4:] + key_bytes + value_bytes + b"\0" * pad
+    body = (
+        _pack_record(0, kind, key_type, value_type, 0, gen, prev, h, klen, 0, vlen, 0, expires_at)[
+            4:
+        ]
+        + key_bytes
+        + value_bytes
+        + b"\0" * pad
+    )
     return _crc32(body).to_bytes(4, "little") + body
 
 

@@ -50,8 +50,9 @@ def capacity_for(used: int, current: int) -> int:
     return capacity
 
 
-def find(words: memoryview, base: int, bits: int, h: int,
-         key_at: Callable[[int], bool]) -> tuple[int, int]:
+def find(
+    words: memoryview, base: int, bits: int, h: int, key_at: Callable[[int], bool]
+) -> tuple[int, int]:
     """``(slot, word)`` of the key whose hash is ``h``, or ``(empty slot, 0)`` if absent.
 
     ``key_at(record_offset)`` says whether the record there holds the key. Raises
@@ -93,8 +94,14 @@ def insert_new(words: memoryview, base: int, bits: int, h: int, word: int) -> in
     return i
 
 
-def rehash(words: memoryview, old_base: int, old_capacity: int, new_base: int, new_bits: int,
-           keep: Callable[[int], int | None]) -> int:
+def rehash(
+    words: memoryview,
+    old_base: int,
+    old_capacity: int,
+    new_base: int,
+    new_bits: int,
+    keep: Callable[[int], int | None],
+) -> int:
     """Copy the slots of an old table into an empty new one; returns how many were copied.
 
     ``keep(record_offset)`` returns the key hash for a slot worth keeping, or None to drop it

@@ -69,7 +69,8 @@ class WriterLock:
         except filelock.Timeout:
             raise LockTimeout(
                 f"could not acquire the writer lock {self.lock_path!r} within "
-                f"{self.timeout} s; another process is writing") from None
+                f"{self.timeout} s; another process is writing"
+            ) from None
         self._via_filelock = True
         self.held = True
 

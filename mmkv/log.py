@@ -18,8 +18,9 @@ _unpack_header = RECORD.unpack_from
 _crc32 = zlib.crc32
 
 # Field positions in a decoded header tuple (see mmkv.format.RECORD).
-H_CRC, H_KIND, H_KTYPE, H_VTYPE, H_FLAGS, H_GEN, H_PREV, H_HASH, H_KLEN, _R1, H_VLEN, _R2, H_EXP = \
+H_CRC, H_KIND, H_KTYPE, H_VTYPE, H_FLAGS, H_GEN, H_PREV, H_HASH, H_KLEN, _R1, H_VLEN, _R2, H_EXP = (
     range(13)
+)
 
 Header = tuple[int, int, int, int, int, int, int, int, int, int, int, int, float]
 
@@ -43,7 +44,7 @@ def read_header(mm: mmap.mmap, limit: int, offset: int) -> Header:
 
 def checked_body(mm: mmap.mmap, offset: int, hdr: Header) -> bytes:
     """The record's bytes after its crc field, verified against the crc."""
-    body = mm[offset + 4: offset + ((RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7)]
+    body = mm[offset + 4 : offset + ((RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7)]
     if _crc32(body) != hdr[H_CRC]:
         raise CorruptionError("record checksum mismatch", offset=offset)
     return body
@@ -53,11 +54,11 @@ def split_body(body: bytes, hdr: Header) -> tuple[bytes, bytes]:
     """``(key_bytes, value_bytes)`` of a record body returned by :func:`checked_body`."""
     k0 = RECORD_SIZE - 4
     k1 = k0 + hdr[H_KLEN]
-    return body[k0:k1], body[k1: k1 + hdr[H_VLEN]]
+    return body[k0:k1], body[k1 : k1 + hdr[H_VLEN]]
 
 
 def table_header_ok(mm: mmap.mmap, offset: int, hdr: Header) -> bool:
-    return _crc32(mm[offset + 4: offset + RECORD_SIZE]) == hdr[H_CRC]
+    return _crc32(mm[offset + 4 : offset + RECORD_SIZE]) == hdr[H_CRC]
 
 
 def scan(mm: mmap.mmap, start: int, end: int) -> Iterator[tuple[int, Header]]:

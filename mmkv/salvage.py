@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from .format import (
     META_SIZE,
     PUT,
     RECORD_SIZE,
+    SLOT_OFFSET_MASK,
     TABLE,
     Meta,
 )
@@ -25,6 +27,7 @@ from .log import (
     H_KIND,
     H_KLEN,
     H_KTYPE,
+    H_PREV,
     H_VTYPE,
     checked_body,
     read_header,
@@ -34,8 +37,9 @@ from .log import (
 )
 
 
-def recover(damaged_path: str | os.PathLike[str], new_path: str | os.PathLike[str]
-            ) -> dict[str, Any]:
+def recover(
+    damaged_path: str | os.PathLike[str], new_path: str | os.PathLike[str]
+) -> dict[str, Any]:
     """Copy every intact live record of ``damaged_path`` into a new store at ``new_path``.
 
     Scans the log record by record, resynchronising past damage, and keeps each key's newest
@@ -51,8 +55,9 @@ def recover(damaged_path: str | os.PathLike[str], new_path: str | os.PathLike[st
     with open(src, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < HEADER_SIZE + RECORD_SIZE:
-            raise CorruptionError("nothing to recover: the file is shorter than one record",
-                                  path=src)
+            raise CorruptionError(
+                "nothing to recover: the file is shorter than one record", path=src
+            )
         mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
         try:
             return _recover(mm, size, src, dst)
@@ -61,15 +66,15 @@ def recover(damaged_path: str | os.PathLike[str], new_path: str | os.PathLike[st
 
 
 def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
-    metas = [Meta.decode(mm[o:o + META_SIZE]) for o in META_OFFSETS]
+    metas = [Meta.decode(mm[o : o + META_SIZE]) for o in META_OFFSETS]
     valid = [m for m in metas if m is not None]
     # Records past the newest commit were never committed: do not resurrect them.
     limit = min(size, max(m.log_end for m in valid)) if valid else size
     max_gen = max(m.gen for m in valid) if valid else None
-    newest: dict[tuple[int, bytes], tuple[int, Any]] = {}
+    found = []  # (offset, header, key, value, found before any damage)
     damaged: dict[tuple[int, bytes], int] = {}
     lost = lost_bytes = 0
-    in_damage = False
+    in_damage = seen_damage = False
     off = HEADER_SIZE
     while off + RECORD_SIZE <= limit:
         try:
@@ -84,18 +89,42 @@ def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
                 raise CorruptionError("uncommitted record", offset=off)
             body = checked_body(mm, off, hdr)
         except CorruptionError:
-            _note_damaged_key(mm, limit, off, damaged)
+            nxt = _confirmed_end(mm, limit, off)
+            if nxt:
+                # The header is sound and a record header starts where it says it ends: only
+                # this record's body is damaged. Report its key and go on in step.
+                _note_damaged_key(mm, limit, off, damaged)
+                if not in_damage:
+                    lost += 1  # ``lost`` counts runs of adjacent damaged records
+                in_damage = True
+                lost_bytes += nxt - off
+                off = nxt
+                continue
             if not in_damage:
                 lost += 1
-                in_damage = True
+                in_damage = seen_damage = True
             lost_bytes += 8
             off += 8
             continue
         in_damage = False
         kb, vb = split_body(body, hdr)
-        key = (hdr[H_KTYPE], kb)
-        newest[key] = (off, (hdr, vb))
+        found.append((off, hdr, (hdr[H_KTYPE], kb), vb, not seen_damage))
         off += total_size(hdr)
+
+    # Past the first damage, the scan resynchronises 8 bytes at a time and may land inside a
+    # damaged record's value, which can hold anything, a copy of another store included. Such
+    # records are kept only when the store itself names them: a slot of its index, or the
+    # prev of a record already kept. Records before any damage are kept as they are.
+    refs = _slot_targets(mm, size, valid)
+    kept = []
+    for off, hdr, key, vb, trusted in reversed(found):
+        if trusted or refs is None or off in refs:
+            kept.append((off, hdr, key, vb))
+            if refs is not None and hdr[H_PREV]:
+                refs.add(hdr[H_PREV])
+    newest: dict[tuple[int, bytes], tuple[int, Any]] = {}
+    for off, hdr, key, vb in reversed(kept):
+        newest[key] = (off, (hdr, vb))
 
     now = time.time()
     live = []
@@ -109,15 +138,20 @@ def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
             live.append((off, key, hdr, vb))
     live.sort(key=lambda item: item[0])
     gen = (max_gen or max((h[H_GEN] for _, _, h, _ in live), default=0)) + 1
-    records = (builder.encode_live(builder.LiveRecord(kt, kb, hdr[H_HASH], hdr[H_VTYPE], vb,
-                                                      hdr[H_GEN], hdr[H_EXP]))
-               for _, (kt, kb), hdr, vb in live)
+    records = (
+        builder.encode_live(
+            builder.LiveRecord(kt, kb, hdr[H_HASH], hdr[H_VTYPE], vb, hdr[H_GEN], hdr[H_EXP])
+        )
+        for _, (kt, kb), hdr, vb in live
+    )
     tmp = f"{dst}.new-{os.getpid()}"
     builder.build(tmp, records, gen=gen, base_gen=gen)
     os.replace(tmp, dst)
-    damaged_keys = [kb.decode("utf-8", "replace") if kt else kb
-                    for (kt, kb), at in damaged.items()
-                    if (kt, kb) not in newest or newest[(kt, kb)][0] < at]
+    damaged_keys = [
+        kb.decode("utf-8", "replace") if kt else kb
+        for (kt, kb), at in damaged.items()
+        if (kt, kb) not in newest or newest[(kt, kb)][0] < at
+    ]
     return {
         "recovered": len(live),
         "lost": lost,
@@ -128,13 +162,49 @@ def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
     }
 
 
-def _note_damaged_key(mm: mmap.mmap, limit: int, off: int,
-                      damaged: dict[tuple[int, bytes], int]) -> None:
+def _confirmed_end(mm: mmap.mmap, limit: int, off: int) -> int:
+    """Where the record at ``off`` ends, if its header parses and another parsable header (or
+    the end of the log) follows right there; else 0."""
+    try:
+        hdr = read_header(mm, limit, off)
+        nxt = off + total_size(hdr)
+        if nxt == limit:
+            return nxt
+        after = read_header(mm, limit, nxt)
+    except CorruptionError:
+        return 0
+    if after[H_KIND] == TABLE and not table_header_ok(mm, nxt, after):
+        return 0
+    return nxt
+
+
+def _slot_targets(mm: mmap.mmap, size: int, metas: list[Meta]) -> set[int] | None:
+    """Record offsets named by the newest meta's index; None when that index is unreadable."""
+    if not metas:
+        return None
+    meta = max(metas, key=lambda m: m.gen)
+    capacity = meta.index_capacity
+    start = meta.index_offset + RECORD_SIZE
+    if capacity & (capacity - 1) or start + 8 * capacity > size:
+        return None
+    try:
+        hdr = read_header(mm, size, meta.index_offset)
+    except CorruptionError:
+        return None
+    if hdr[H_KIND] != TABLE or not table_header_ok(mm, meta.index_offset, hdr):
+        return None
+    words = struct.unpack_from(f"<{capacity}Q", mm, start)
+    return {(w & SLOT_OFFSET_MASK) << 3 for w in words if w}
+
+
+def _note_damaged_key(
+    mm: mmap.mmap, limit: int, off: int, damaged: dict[tuple[int, bytes], int]
+) -> None:
     """Remember the key of a record whose header parses but whose body fails its checksum."""
     try:
         hdr = read_header(mm, limit, off)
     except CorruptionError:
         return
     if hdr[H_KIND] != TABLE and hdr[H_KTYPE] in (0, 1):
-        kb = mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+        kb = mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
         damaged[(hdr[H_KTYPE], kb)] = off

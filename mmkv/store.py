@@ -35,10 +35,8 @@ from .codec import decode_key, encode_key, encode_value
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError
 from .format import (
     DELETE,
-    EVICT,
     HEADER_SIZE,
     KEY_STR,
-    MAX_FILE_BYTES,
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
     META_OFFSETS,
@@ -59,12 +57,10 @@ from .format import (
     VALUE_STR,
     Meta,
     check_preamble,
-    encode_table_header,
     key_hash,
-    slot_word,
     table_bytes,
 )
-from .index import capacity_for, find_word, insert_new, rehash, table_base
+from .index import table_base
 from .locking import WriterLock
 from .log import (
     H_EXP,
@@ -84,6 +80,8 @@ from .log import (
     total_size,
 )
 from .mmfile import MappedFile
+from .recovery import redo_last_commit, undo_dead_commit
+from .txn import FLUSH_BYTES, P_KIND, P_OFF, Txn, evict, flush, publish
 
 _GEN_W = OFF_GENERATION // 8
 _SYNCED_W = OFF_SYNCED // 8
@@ -100,6 +98,7 @@ _PADS = [b"\0" * n for n in range(8)]
 _unpackb = functools.partial(msgpack.unpackb, raw=False, strict_map_key=False)
 DEFAULT_CACHE_BYTES = 32 << 20
 _REFRESH_SPINS = 1000
+_COMPACT_MIN_WASTE = 1 << 20
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,38 +122,6 @@ class _ClosedWords:
         raise ClosedError("the store is closed")
 
 
-# A key the open transaction has written to the log is a tuple (a class costs more to build on
-# the hot path): (offset of its newest record in this transaction, kind, record size, key hash,
-# offset of its newest committed record or 0, its slot in the current table or -1, whether it
-# has a ttl, size of its committed record if that is a live PUT else 0, whether that has a ttl).
-P_OFF, P_KIND, P_SIZE, P_HASH, P_PREV, P_SLOT, P_TTL, P_CSIZE, P_CTTL = range(9)
-_Pending = tuple[int, int, int, int, int, int, bool, int, bool]
-# Writes are buffered in the transaction and appended to the log in batches (one probe, pack and
-# copy loop per batch instead of per call); a batch is flushed at commit, before a read inside the
-# transaction, and whenever this many bytes are buffered.
-_FLUSH_BYTES = 8 << 20
-
-
-class _Txn:
-    __slots__ = ("appended", "buffer", "buffered", "doomed", "evictions", "gen", "max_bytes",
-                 "meta", "pending", "pos", "thread", "writes")
-
-    def __init__(self, meta: Meta, gen: int) -> None:
-        self.meta = meta
-        self.gen = gen
-        self.pos = meta.log_end
-        self.appended = 0
-        self.pending: dict[tuple[int, bytes], _Pending] = {}
-        # Writes not yet in the log: (key type, key bytes) -> (kind, value type, value, expiry).
-        self.buffer: dict[tuple[int, bytes], tuple[int, int, bytes, float]] = {}
-        self.buffered = 0
-        self.writes = 0  # calls to _stage: whether a failed nested block wrote anything
-        self.doomed = False
-        self.evictions = 0
-        self.max_bytes = meta.max_bytes
-        self.thread = threading.get_ident()
-
-
 class Store(_MutableMapping[str | bytes, Any]):
     """A persistent mapping in one memory-mapped file, shared by any number of processes.
 
@@ -172,10 +139,17 @@ class Store(_MutableMapping[str | bytes, Any]):
     1 MiB), ``cache_bytes`` (the per-process read cache's budget; 0 disables it).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False,
-                 durability: str = "async", lock_timeout: float | None = 10.0,
-                 max_bytes: int | None = None, auto_compact: bool = True,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        durability: str = "async",
+        lock_timeout: float | None = 10.0,
+        max_bytes: int | None = None,
+        auto_compact: bool = True,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self._closed = True  # until fully open, so __del__/close are safe
         if durability not in _DURABILITY:
             raise ValueError(f"durability must be 'async' or 'sync', not {durability!r}")
@@ -197,7 +171,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._sync = durability == "sync"
         self._tlock = threading.RLock()
         self._depth = 0
-        self._txn: _Txn | None = None
+        self._txn: Txn | None = None
         self._forked_txn = False
         self._lock: WriterLock | None = None
         self._history: dict[int, int] = {}  # generation -> log_end, to start change scans late
@@ -205,6 +179,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._cache_lock = threading.Lock()
         self._cache_used = 0
         self._cache_limit = max(0, int(cache_bytes))
+        self._ttl_checked = 0  # log_end when expired bytes were last measured (_should_compact)
         self._file = self._open_file()
         self._closed = False
         self._attach(self._file)
@@ -232,14 +207,14 @@ class Store(_MutableMapping[str | bytes, Any]):
                     if self.readonly:
                         raise CorruptionError(
                             "the file is empty; open it writable once to make it a store",
-                            path=self.path)
+                            path=self.path,
+                        )
                     os.close(fd)
                     self._create()
                     continue
                 check_preamble(os.pread(fd, 16, 0), self.path)
                 if size < HEADER_SIZE:
-                    raise CorruptionError("the file is truncated inside its header",
-                                          path=self.path)
+                    raise CorruptionError("the file is truncated inside its header", path=self.path)
                 return MappedFile(self.path, fd, writable=not self.readonly)
             except BaseException:
                 os.close(fd)
@@ -277,12 +252,13 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._gen = -1
         self._meta: Meta = None  # type: ignore[assignment]
         self._history.clear()
+        self._ttl_checked = 0
         with self._cache_lock:
             self._cache.clear()
             self._cache_used = 0
         self._refresh()
         if self._words[_SYNCED_W] != self._gen:
-            self._check_last_commit()
+            redo_last_commit(self)
 
     def _reopen_path(self) -> bool:
         """Follow a compaction that replaced our file. False if the path still holds our file."""
@@ -311,8 +287,8 @@ class Store(_MutableMapping[str | bytes, Any]):
         meta = None
         for spin in range(_REFRESH_SPINS):
             g = words[_GEN_W]
-            m0 = Meta.decode(mm[a:a + META_SIZE])
-            m1 = Meta.decode(mm[b:b + META_SIZE])
+            m0 = Meta.decode(mm[a : a + META_SIZE])
+            m1 = Meta.decode(mm[b : b + META_SIZE])
             if m0 is not None and m0.gen == g:
                 meta = m0
             elif m1 is not None and m1.gen == g:
@@ -330,8 +306,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             raise CorruptionError("no valid meta slot in the header", offset=a, path=self.path)
         self._install(meta)
 
-    def _install(self, meta: Meta, written: Mapping[tuple[int, bytes], Any] | None = None
-                 ) -> None:
+    def _install(self, meta: Meta, written: Mapping[tuple[int, bytes], Any] | None = None) -> None:
         """Adopt ``meta`` as our view; drop cache entries of keys written since the old one.
 
         ``written`` names those keys when the caller knows them (its own commit), sparing a
@@ -341,11 +316,15 @@ class Store(_MutableMapping[str | bytes, Any]):
             return
         end = meta.log_end
         cap = meta.index_capacity
-        if (end < HEADER_SIZE or meta.index_offset < HEADER_SIZE or cap < MIN_INDEX_CAPACITY
-                or cap & (cap - 1) or meta.index_offset + table_bytes(cap) > end
-                or meta.index_offset % 8):
-            raise CorruptionError("the meta slot describes an impossible layout",
-                                  path=self.path)
+        if (
+            end < HEADER_SIZE
+            or meta.index_offset < HEADER_SIZE
+            or cap < MIN_INDEX_CAPACITY
+            or cap & (cap - 1)
+            or meta.index_offset + table_bytes(cap) > end
+            or meta.index_offset % 8
+        ):
+            raise CorruptionError("the meta slot describes an impossible layout", path=self.path)
         if end > self._file.size:
             self._file.ensure(end)
             self._words = self._file.words
@@ -383,7 +362,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         try:
             for off, hdr in scan(mm, start, end):
                 if hdr[H_KIND] != TABLE:
-                    kb = mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+                    kb = mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
                     if hdr[H_KTYPE] == KEY_STR:
                         try:
                             cache.pop(kb.decode("utf-8"), None)
@@ -437,8 +416,12 @@ class Store(_MutableMapping[str | bytes, Any]):
                 off = (word & SLOT_OFFSET_MASK) << 3
                 try:
                     hdr = self._header_at(off)
-                    if hdr[H_HASH] == h and hdr[H_KLEN] == klen and hdr[H_KTYPE] == kt and \
-                            self._mm[off + RECORD_SIZE: off + RECORD_SIZE + klen] == kb:
+                    if (
+                        hdr[H_HASH] == h
+                        and hdr[H_KLEN] == klen
+                        and hdr[H_KTYPE] == kt
+                        and self._mm[off + RECORD_SIZE : off + RECORD_SIZE + klen] == kb
+                    ):
                         return i, off, hdr
                 except CorruptionError:
                     if words[base + i] == word:
@@ -455,7 +438,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._refresh()
         txn = self._txn
         if txn is not None and txn.thread == threading.get_ident():
-            self._flush(txn)
+            flush(self, txn)
             p = txn.pending.get((kt, kb))
             if p is not None:
                 if p[P_KIND] != PUT:
@@ -481,10 +464,13 @@ class Store(_MutableMapping[str | bytes, Any]):
             hdr = self._header_at(off)
             # The newer record's crc is not checked on this path, so check that the chain
             # stays on one key (hash, type, length; the value's crc covers the key bytes).
-            if hdr[H_HASH] != newer[H_HASH] or hdr[H_KTYPE] != newer[H_KTYPE] or \
-                    hdr[H_KLEN] != newer[H_KLEN] or hdr[H_KIND] == TABLE:
-                raise CorruptionError("record chain leaves its key", offset=off,
-                                      path=self.path)
+            if (
+                hdr[H_HASH] != newer[H_HASH]
+                or hdr[H_KTYPE] != newer[H_KTYPE]
+                or hdr[H_KLEN] != newer[H_KLEN]
+                or hdr[H_KIND] == TABLE
+            ):
+                raise CorruptionError("record chain leaves its key", offset=off, path=self.path)
         if hdr is None or hdr[H_KIND] != PUT:
             return None
         exp = hdr[H_EXP]
@@ -574,8 +560,11 @@ class Store(_MutableMapping[str | bytes, Any]):
                         if off + RECORD_SIZE + klen > limit:
                             break
                         hdr = _unpack_header(mm, off)
-                        if hdr[H_KLEN] != klen or hdr[H_KTYPE] != KEY_STR or \
-                                mm[off + RECORD_SIZE: off + RECORD_SIZE + klen] != kb:
+                        if (
+                            hdr[H_KLEN] != klen
+                            or hdr[H_KTYPE] != KEY_STR
+                            or mm[off + RECORD_SIZE : off + RECORD_SIZE + klen] != kb
+                        ):
                             if words[base + i] != word:
                                 break  # re-pointed under us: the general path retries
                             i = (i + 1) & mask
@@ -585,14 +574,14 @@ class Store(_MutableMapping[str | bytes, Any]):
                         end = off + ((RECORD_SIZE + klen + hdr[H_VLEN] + 7) & ~7)
                         if end > limit:
                             break
-                        body = mm[off + 4:end]
+                        body = mm[off + 4 : end]
                         if _crc32(body) != hdr[0]:
                             break
                         exp = hdr[H_EXP]
                         if exp and exp <= _time():
                             return self._cache_result(key, g, _ABSENT, default)
                         k1 = RECORD_SIZE - 4 + klen
-                        vb = body[k1:k1 + hdr[H_VLEN]]
+                        vb = body[k1 : k1 + hdr[H_VLEN]]
                         vt = hdr[H_VTYPE]
                         if vt == VALUE_BYTES:
                             return self._cache_result(key, g, (vt, vb, exp), vb)
@@ -633,7 +622,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         cacheable = txn is None and (type(key) is str or type(key) is bytes)
         found = None
         if txn is not None and txn.thread == threading.get_ident():
-            self._flush(txn)
+            flush(self, txn)
             p = txn.pending.get((kt, kb))
             if p is not None:
                 hdr = self._header_at(p[P_OFF])
@@ -663,8 +652,9 @@ class Store(_MutableMapping[str | bytes, Any]):
         try:
             body = checked_body(self._mm, off, hdr)
         except CorruptionError:
-            raise CorruptionError("record checksum mismatch", offset=off, key=key,
-                                  path=self.path) from None
+            raise CorruptionError(
+                "record checksum mismatch", offset=off, key=key, path=self.path
+            ) from None
         _, vb = split_body(body, hdr)
         vt = hdr[H_VTYPE]
         try:
@@ -676,8 +666,9 @@ class Store(_MutableMapping[str | bytes, Any]):
             if vt == VALUE_BYTES:
                 return vt, vb
         except Exception as exc:  # msgpack and the codec raise several types on bad bytes
-            raise CorruptionError(f"undecodable value: {exc}", offset=off, key=key,
-                                  path=self.path) from None
+            raise CorruptionError(
+                f"undecodable value: {exc}", offset=off, key=key, path=self.path
+            ) from None
         raise CorruptionError(f"unknown value type {vt}", offset=off, key=key, path=self.path)
 
     def _snapshot(self) -> list[tuple[int, bytes, int, Header]]:
@@ -693,7 +684,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         mine = txn is not None and txn.thread == threading.get_ident()
         if mine:
             assert txn is not None
-            self._flush(txn)
+            flush(self, txn)
             words = self._words  # the flush may have grown the file
         for i in range(base, base + mask + 1):
             word = words[i]
@@ -731,7 +722,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             try:
                 hdr = self._header_at(off)
                 body = checked_body(self._mm, off, hdr)
-                return off, hdr, body[RECORD_SIZE - 4: RECORD_SIZE - 4 + hdr[H_KLEN]]
+                return off, hdr, body[RECORD_SIZE - 4 : RECORD_SIZE - 4 + hdr[H_KLEN]]
             except CorruptionError:
                 fresh = self._words[i]
                 if fresh == word or not fresh:
@@ -746,8 +737,9 @@ class Store(_MutableMapping[str | bytes, Any]):
     def __len__(self) -> int:
         if self._words[_GEN_W] != self._gen:
             self._refresh()
-        if self._meta.ttl_count == 0 and (self._txn is None
-                                          or self._txn.thread != threading.get_ident()):
+        if self._meta.ttl_count == 0 and (
+            self._txn is None or self._txn.thread != threading.get_ident()
+        ):
             return self._meta.key_count
         return len(self._snapshot())
 
@@ -775,7 +767,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         mine = txn is not None and txn.thread == threading.get_ident()
         if mine:
             assert txn is not None
-            self._flush(txn)
+            flush(self, txn)
         for key, kt, kb in encoded:
             if mine:
                 assert txn is not None
@@ -902,7 +894,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             yield
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[_Txn]:
+    def _writing(self) -> Iterator[Txn]:
         """Enter (or join) the write transaction of this thread."""
         txn = self._enter_write()
         start = txn.writes
@@ -915,20 +907,24 @@ class Store(_MutableMapping[str | bytes, Any]):
             raise
         self._leave_write(failed=False)
 
-    def _enter_write(self) -> _Txn:
+    def _enter_write(self) -> Txn:
         """Take this thread's share of the write transaction, beginning it if needed."""
         if self._closed:
             raise ClosedError("the store is closed")
         if self.readonly:
             raise ReadOnlyError(f"{self.path!r} was opened read-only")
         if not self._tlock.acquire(False) and not self._tlock.acquire(
-                timeout=-1 if self.lock_timeout is None else self.lock_timeout):
+            timeout=-1 if self.lock_timeout is None else self.lock_timeout
+        ):
             from .errors import LockTimeout
+
             raise LockTimeout("another thread of this process holds the store's transaction")
         try:
             if self._forked_txn:
-                raise Error("this store was inherited through fork() in the middle of a "
-                            "transaction; reopen it in the child")
+                raise Error(
+                    "this store was inherited through fork() in the middle of a "
+                    "transaction; reopen it in the child"
+                )
             if self._depth == 0:
                 self._begin()
         except BaseException:
@@ -942,8 +938,10 @@ class Store(_MutableMapping[str | bytes, Any]):
     def _leave_write(self, *, failed: bool, wrote: bool = True) -> None:
         """Give back this thread's share; the outermost leave commits or rolls back."""
         if self._txn is None and self._forked_txn:
-            raise Error("this store was inherited through fork() in the middle of a "
-                        "transaction; the child's part of it is discarded")
+            raise Error(
+                "this store was inherited through fork() in the middle of a "
+                "transaction; the child's part of it is discarded"
+            )
         try:
             txn = self._txn
             assert txn is not None
@@ -967,7 +965,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._catch_up_for_write()
             meta = self._meta
             gen = max(meta.gen, self._words[_GEN_W]) + 1
-            self._txn = _Txn(meta, gen)
+            self._txn = Txn(meta, gen)
         except BaseException:
             self._txn = None
             lock.release()
@@ -984,56 +982,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         if self._words[_GEN_W] != self._gen:
             self._refresh()
         self._file.ensure(self._meta.log_end)
-        self._recover()
-
-    def _recover(self) -> None:
-        """Undo the index writes of a writer that died before publishing its commit.
-
-        Its records lie from ``log_end`` on, with generation ``meta.gen + 1``; each slot that
-        names one of them is pointed back at the record's ``prev`` (0 makes it empty again).
-        All the slots are found first and written after: emptying one slot first could hide,
-        from the probe, another dead key placed behind it. The dead writer may have grown the
-        file past our mapping, so the scan follows the file, not the mapping. Cost: one header
-        read when there is nothing to do.
-        """
-        meta = self._meta
-        off = meta.log_end
-        dead_gen = meta.gen + 1
-        undo = []
-        while True:
-            if off + RECORD_SIZE > self._file.size and not self._map_through(off + RECORD_SIZE):
-                break
-            hdr: Header = _unpack_header(self._mm, off)
-            if hdr[H_GEN] != dead_gen or hdr[H_KIND] not in (PUT, DELETE, EVICT, TABLE):
-                break
-            end = off + total_size(hdr)
-            if end > self._file.size and not self._map_through(end):
-                break
-            if hdr[H_KIND] != TABLE:
-                try:
-                    body = checked_body(self._mm, off, hdr)
-                except CorruptionError:
-                    break
-                kb, _ = split_body(body, hdr)
-                slot, found, _ = self._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
-                if found == off:
-                    prev = hdr[H_PREV]
-                    undo.append((slot, slot_word(hdr[H_HASH], prev) if prev else 0))
-            off = end
-        if undo:
-            words = self._words
-            base = self._view[0]
-            for slot, word in undo:
-                words[base + slot] = word
-            if self._sync:
-                self._file.sync()
-
-    def _map_through(self, end: int) -> bool:
-        """Map the file through ``end`` if the file reaches that far; False if it does not."""
-        if self._file.file_size() & ~7 < end:
-            return False
-        self._remap_to(end)
-        return True
+        undo_dead_commit(self)
 
     def _rollback(self) -> None:
         # Nothing a reader can see was touched: records past log_end are never referenced.
@@ -1045,86 +994,24 @@ class Store(_MutableMapping[str | bytes, Any]):
         """Record one write of the open transaction (invisible to everyone else until commit)."""
         txn = self._txn
         assert txn is not None
-        txn.buffer[(kt, kb)] = (kind, vt, vb, exp)
+        buffer = txn.buffer
+        pkey = (kt, kb)
+        before = buffer.get(pkey)
+        buffer[pkey] = (kind, vt, vb, exp)
         txn.writes += 1
         txn.buffered += len(vb) + 128
-        if txn.buffered > _FLUSH_BYTES:
-            self._flush(txn)
-
-    def _flush(self, txn: _Txn) -> None:
-        """Append the buffered writes to the log past ``log_end`` (where no reader looks)."""
-        buffer = txn.buffer
-        if not buffer:
-            return
-        pending = txn.pending
-        parts = []
-        start = pos = txn.pos
-        gen = txn.gen
-        probe = self._writer_probe
-        words = self._words
-        base, _, shift = self._view
-        for pkey, (kind, vt, vb, exp) in buffer.items():
-            kt, kb = pkey
-            p = pending.get(pkey)
-            if p is None:
-                h = _crc32(kb, kt)
-                if words[base + (((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift)]:
-                    slot, prev, csize, cttl = probe(kt, kb, h)
-                else:  # the home slot is empty: a new key (the common case of a bulk load)
-                    slot, prev, csize, cttl = -1, 0, 0, False
-            else:
-                h, prev, slot, csize, cttl = p[P_HASH], p[P_PREV], p[P_SLOT], p[P_CSIZE], p[P_CTTL]
-            klen = len(kb)
-            vlen = len(vb)
-            size = (RECORD_SIZE + klen + vlen + 7) & ~7
-            body = _pack_body(kind, kt, vt, 0, gen, prev, h, klen, 0, vlen, 0, exp) + kb + vb + \
-                _PADS[size - RECORD_SIZE - klen - vlen]
-            parts.append(_crc32(body).to_bytes(4, "little"))
-            parts.append(body)
-            pending[pkey] = (pos, kind, size, h, prev, slot, exp != 0, csize, cttl)
-            pos += size
-        if pos > self._file.size:
-            if pos > MAX_FILE_BYTES:
-                raise ValueError(f"the store would pass its largest size, {MAX_FILE_BYTES} bytes")
-            self._grow(pos)  # raises OSError (disk full) before anything is written
-        self._mm[start:pos] = b"".join(parts)
-        buffer.clear()
-        txn.buffered = 0
-        txn.appended += pos - start
-        txn.pos = pos
-
-    def _writer_probe(self, kt: int, kb: bytes, h: int) -> tuple[int, int, int, bool]:
-        """``(slot, offset, live size, has ttl)`` of the key's newest committed record.
-
-        ``(-1, 0, 0, False)`` when the key has no slot; live size is 0 unless that record is a
-        PUT. Only a writer holding the lock calls this, after recovery: every slot then names a
-        complete committed record, so no retry logic is needed (unlike :meth:`_locate`).
-        """
-        words = self._words
-        mm = self._mm
-        base, mask, shift = self._view
-        tag = h & TAG_MASK
-        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
-        klen = len(kb)
-        limit = self._file.size
-        for _ in range(mask + 1):
-            word = words[base + i]
-            if word == 0:
-                return -1, 0, 0, False
-            if word >> SLOT_OFFSET_BITS == tag:
-                off = (word & SLOT_OFFSET_MASK) << 3
-                if off + RECORD_SIZE + klen > limit:
-                    raise CorruptionError("index slot points past the end of the file",
-                                          offset=off, path=self.path)
-                hdr = _unpack_header(mm, off)
-                if hdr[H_KLEN] == klen and hdr[H_KTYPE] == kt and \
-                        mm[off + RECORD_SIZE: off + RECORD_SIZE + klen] == kb:
-                    if hdr[H_KIND] == PUT:
-                        return i, off, (RECORD_SIZE + klen + hdr[H_VLEN] + 7) & ~7, \
-                            hdr[H_EXP] != 0
-                    return i, off, 0, False
-            i = (i + 1) & mask
-        raise CorruptionError("index table has no empty slot", path=self.path)
+        if txn.buffered > FLUSH_BYTES:
+            try:
+                flush(self, txn)
+            except BaseException:
+                # The flush failed before writing anything (a full disk, say): this write
+                # failed, so it must not linger in the buffer and be committed later.
+                if before is None:
+                    del buffer[pkey]
+                else:
+                    buffer[pkey] = before
+                txn.writes -= 1
+                raise
 
     def _grow(self, needed: int) -> None:
         self._file.grow(needed)
@@ -1135,11 +1022,11 @@ class Store(_MutableMapping[str | bytes, Any]):
         txn = self._txn
         assert txn is not None and self._lock is not None
         try:
-            self._flush(txn)
+            flush(self, txn)
             if txn.pending or txn.max_bytes != txn.meta.max_bytes:
                 if txn.max_bytes:
-                    self._evict(txn)
-                self._publish(txn)
+                    evict(self, txn)
+                publish(self, txn)
         finally:
             self._txn = None
             self._lock.release()
@@ -1149,184 +1036,32 @@ class Store(_MutableMapping[str | bytes, Any]):
             except (OSError, Error):
                 pass  # compaction is an optimisation; the commit already stands
 
-    def _effects(self, txn: _Txn) -> tuple[int, int, int, int, int]:
-        """(key_count, ttl_count, live_bytes, dead_bytes, new_slots) after the transaction."""
-        meta = txn.meta
-        keys, ttls, live, dead = meta.key_count, meta.ttl_count, meta.live_bytes, meta.dead_bytes
-        new_slots = 0
-        kept = 0
-        for p in txn.pending.values():
-            csize = p[P_CSIZE]
-            if csize:  # the committed record stops being live
-                keys -= 1
-                ttls -= p[P_CTTL]
-                live -= csize
-                dead += csize
-            if p[P_KIND] == PUT:
-                keys += 1
-                ttls += p[P_TTL]
-                size = p[P_SIZE]
-                live += size
-                kept += size
-                if p[P_SLOT] < 0:
-                    new_slots += 1
-        dead += txn.appended - kept  # tombstones and records superseded inside the transaction
-        return keys, ttls, live, dead, new_slots
-
-    def _evict(self, txn: _Txn) -> None:
-        """Delete the least recently written keys until live data fits ``max_bytes``.
-
-        Scans the log from ``evict_cursor`` (below which nothing is live) and writes an EVICT
-        tombstone for each record that is still its key's newest, oldest first.
-        """
-        bound = txn.max_bytes
-        live = self._effects(txn)[2]
-        if live <= bound:
-            return
-        off = max(txn.meta.evict_cursor, HEADER_SIZE)
-        end = txn.pos
-        pending = txn.pending
-        while live > bound and off < end:
-            hdr = self._header_at(off)
-            size = total_size(hdr)
-            if hdr[H_KIND] == PUT:
-                kb = self._mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
-                kt = hdr[H_KTYPE]
-                p = pending.get((kt, kb))
-                current = p[P_OFF] if p is not None else self._writer_probe(kt, kb,
-                                                                            hdr[H_HASH])[1]
-                if current == off and (kt, kb) not in txn.buffer:
-                    self._stage(EVICT, kt, kb, VALUE_BYTES, b"", 0.0)
-                    txn.evictions += 1
-                    live -= size
-            off += size
-        self._flush(txn)
-        txn.meta = txn.meta._replace(evict_cursor=off)
-
-    def _publish(self, txn: _Txn) -> None:
-        meta = txn.meta
-        keys, ttls, live, dead, new_slots = self._effects(txn)
-        index_offset, capacity, used = meta.index_offset, meta.index_capacity, meta.index_used
-        grow = (used + new_slots) * 2 > capacity
-        if grow:
-            index_offset, capacity, used = self._build_table(txn, keys + new_slots)
-        if self._sync:
-            self._file.sync(meta.log_end, txn.pos)
-        words = self._words
-        base = table_base(index_offset)
-        bits = capacity.bit_length() - 1
-        shift = 32 - bits
-        mask = capacity - 1
-        for p in txn.pending.values():
-            h = p[P_HASH]
-            word = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (p[P_OFF] >> 3)
-            if grow:
-                # The rehash copied the key's old slot word (if its committed record was live)
-                # unchanged, so it is found by that word alone, without reading records.
-                slot = find_word(words, base, bits, h, slot_word(h, p[P_PREV])) \
-                    if p[P_CSIZE] else -1
-                if slot >= 0:
-                    words[base + slot] = word
-                elif p[P_KIND] == PUT:
-                    insert_new(words, base, bits, h, word)
-                    used += 1
-            elif p[P_SLOT] >= 0:
-                words[base + p[P_SLOT]] = word
-            elif p[P_KIND] == PUT:
-                i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # index.insert_new, inlined
-                while words[base + i]:
-                    i = (i + 1) & mask
-                words[base + i] = word
-                used += 1
-        new = Meta(txn.gen, txn.pos, index_offset, capacity, used, keys, ttls, live, dead,
-                   txn.max_bytes, meta.evictions + txn.evictions, meta.base_gen,
-                   meta.evict_cursor, meta.created_ns, meta.log_end)
-        start = META_OFFSETS[txn.gen & 1]
-        self._mm[start:start + META_SIZE] = new.encode()
-        words[_GEN_W] = txn.gen  # the commit point
-        if self._sync:
-            self._file.sync()
-        words[_SYNCED_W] = txn.gen
-        self._install(new, written=txn.pending)
-
-    def _build_table(self, txn: _Txn, expected_keys: int) -> tuple[int, int, int]:
-        """Rehash the committed index into a larger table appended to the log."""
-        meta = txn.meta
-        capacity = capacity_for(max(expected_keys, 1), max(MIN_INDEX_CAPACITY,
-                                                            meta.index_capacity * 2))
-        offset = txn.pos
-        size = table_bytes(capacity)
-        if offset + size > self._file.size:
-            self._grow(offset + size)
-        mm = self._mm
-        mm[offset:offset + RECORD_SIZE] = encode_table_header(capacity, txn.gen)
-        mm[offset + RECORD_SIZE:offset + size] = bytes(size - RECORD_SIZE)
-        txn.pos = offset + size
-
-        def keep(record_offset: int) -> int | None:
-            hdr = self._header_at(record_offset)
-            return hdr[H_HASH] if hdr[H_KIND] == PUT else None
-
-        used = rehash(self._words, self._view[0], meta.index_capacity, table_base(offset),
-                      capacity.bit_length() - 1, keep)
-        return offset, capacity, used
-
-    def _check_last_commit(self) -> None:
-        """After a power loss, the newest commit's index writes may not all be on disk.
-
-        The generation word says whether they were synced; if not, check that every key of the
-        newest commit has its slot naming that commit's record, and redo the slots if not
-        (only a writer can; a read-only store raises CorruptionError instead).
-        """
-        meta = self._meta
-        stale = []
-        try:
-            for off, hdr in scan(self._mm, meta.commit_start, meta.log_end):
-                if hdr[H_KIND] == TABLE or hdr[H_GEN] != meta.gen:
-                    continue
-                body = checked_body(self._mm, off, hdr)
-                kb, _ = split_body(body, hdr)
-                slot, found, _ = self._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
-                if found < off:
-                    stale.append((hdr, kb, off))
-        except CorruptionError as exc:
-            raise CorruptionError(f"the newest commit is damaged: {exc}",
-                                  path=self.path) from None
-        if not stale:
-            return
-        if self.readonly:
-            raise CorruptionError("the newest commit's index writes were lost (power loss?);"
-                                  " open the store writable once to repair it", path=self.path)
-        lock = self._writer_lock()
-        lock.acquire()
-        try:
-            if self._words[_GEN_W] != self._gen:
-                self._refresh()
-            for hdr, kb, off in stale:
-                slot, found, _ = self._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
-                if found < off:
-                    base, mask, _ = self._view
-                    if found:
-                        self._words[base + slot] = slot_word(hdr[H_HASH], off)
-                    else:
-                        insert_new(self._words, base, mask.bit_length(), hdr[H_HASH],
-                                   slot_word(hdr[H_HASH], off))
-            self._file.sync()
-            self._words[_SYNCED_W] = self._gen
-        finally:
-            lock.release()
-
-    # ------------------------------------------------------------------ maintenance
-
     def sync(self) -> None:
         """msync everything written so far: when this returns it survives power loss."""
         self._check_open()
         self._file.sync()
 
     def _should_compact(self) -> bool:
+        """The automatic compaction policy: wasted bytes > half the live bytes + 1 MiB.
+
+        Waste is everything in the log but live records and the current index: superseded and
+        deleted records, tombstones, old index tables. Compaction costs O(live data) and runs
+        after at least live/2 + 1 MiB of new waste, so its amortised cost per written byte is
+        bounded, and the file stays within about 1.5x its live data plus 1 MiB, the index and
+        growth room. Expired records are waste too, but the meta cannot know when a ttl ran
+        out: with ttl keys present, the live size is measured by a scan of the index, at most
+        once per 1 MiB of log growth.
+        """
         meta = self._meta
-        waste = meta.log_end - HEADER_SIZE - meta.live_bytes - table_bytes(meta.index_capacity)
-        return waste > meta.live_bytes // 2 + (1 << 20)
+        fixed = meta.log_end - HEADER_SIZE - table_bytes(meta.index_capacity)
+        threshold = _COMPACT_MIN_WASTE
+        if fixed - meta.live_bytes > meta.live_bytes // 2 + threshold:
+            return True
+        if not meta.ttl_count or meta.log_end - self._ttl_checked < threshold:
+            return False
+        self._ttl_checked = meta.log_end
+        live = self.stats()["live_bytes"]
+        return fixed - live > live // 2 + threshold
 
     @contextlib.contextmanager
     def _locked_for_maintenance(self) -> Iterator[None]:
@@ -1350,6 +1085,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         on the lock. Raises Error inside a transaction.
         """
         from .compaction import compact
+
         self._check_open()
         if self.readonly:
             raise ReadOnlyError(f"{self.path!r} was opened read-only")
@@ -1376,6 +1112,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             dead += live - live_now
             live = live_now
         from .memoize import memo_stats
+
         return {
             **memo_stats(self),
             "keys": keys,
@@ -1392,6 +1129,7 @@ class Store(_MutableMapping[str | bytes, Any]):
     def verify(self) -> None:
         """Check the header, the index and every record; CorruptionError names what is wrong."""
         from .verification import verify
+
         self._check_open()
         verify(self)
 
@@ -1420,7 +1158,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         out: set[str | bytes] = set()
         for off, hdr in scan(self._mm, start, meta.log_end):
             if hdr[H_KIND] != TABLE and generation < hdr[H_GEN] <= current:
-                kb = self._mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+                kb = self._mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
                 out.add(decode_key(hdr[H_KTYPE], kb))
         return out
 
@@ -1442,8 +1180,9 @@ class Store(_MutableMapping[str | bytes, Any]):
 
     # ------------------------------------------------------------------ caching helpers
 
-    def memoize(self, ttl: float | None = None, key: Callable[..., Any] | None = None
-                ) -> Callable[[F], F]:
+    def memoize(
+        self, ttl: float | None = None, key: Callable[..., Any] | None = None
+    ) -> Callable[[F], F]:
         """Cache a function's results in this store, shared by every process.
 
         Keys derive from the function's qualified name and a deterministic encoding of its
@@ -1452,6 +1191,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         ``cache_key()``, ``invalidate()`` and ``cache_clear()``.
         """
         from .memoize import memoize
+
         return memoize(self, ttl=ttl, key=key)
 
     # ------------------------------------------------------------------ lifecycle
@@ -1546,9 +1286,21 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def open(path: str | os.PathLike[str], *, readonly: bool = False, durability: str = "async",
-         lock_timeout: float | None = 10.0, max_bytes: int | None = None,
-         auto_compact: bool = True) -> Store:
+def open(
+    path: str | os.PathLike[str],
+    *,
+    readonly: bool = False,
+    durability: str = "async",
+    lock_timeout: float | None = 10.0,
+    max_bytes: int | None = None,
+    auto_compact: bool = True,
+) -> Store:
     """Open (creating if needed) the store at ``path``; the same as ``Store(path, ...)``."""
-    return Store(path, readonly=readonly, durability=durability, lock_timeout=lock_timeout,
-                 max_bytes=max_bytes, auto_compact=auto_compact)
+    return Store(
+        path,
+        readonly=readonly,
+        durability=durability,
+        lock_timeout=lock_timeout,
+        max_bytes=max_bytes,
+        auto_compact=auto_compact,
+    )

@@ -63,17 +63,17 @@ def _verify(store: Store) -> None:
     mm = store._mm
     words = store._words
     check_preamble(mm[:16], store.path)
-    metas = [Meta.decode(mm[o:o + META_SIZE]) for o in META_OFFSETS]
+    metas = [Meta.decode(mm[o : o + META_SIZE]) for o in META_OFFSETS]
     valid = [m for m in metas if m is not None]
     if not valid:
         raise CorruptionError("both meta slots are damaged", offset=META_OFFSETS[0])
     meta = store._meta
     if words[OFF_GENERATION // 8] > max(m.gen for m in valid):
-        raise CorruptionError("the newest meta slot is damaged (generation word is ahead)",
-                              offset=OFF_GENERATION)
+        raise CorruptionError(
+            "the newest meta slot is damaged (generation word is ahead)", offset=OFF_GENERATION
+        )
     if meta.log_end > mf.size:
-        raise CorruptionError(f"file truncated: the log ends at {meta.log_end}",
-                              offset=mf.size)
+        raise CorruptionError(f"file truncated: the log ends at {meta.log_end}", offset=mf.size)
 
     newest: dict[tuple[int, bytes], tuple[int, int, int]] = {}  # key -> (offset, kind, size)
     tables = set()
@@ -94,8 +94,9 @@ def _verify(store: Store) -> None:
         newest[key] = (off, hdr[H_KIND], total_size(hdr))
         records.add(off)
     if meta.index_offset not in tables:
-        raise CorruptionError("the index table is not where the meta says",
-                              offset=meta.index_offset)
+        raise CorruptionError(
+            "the index table is not where the meta says", offset=meta.index_offset
+        )
 
     base = table_base(meta.index_offset)
     capacity = meta.index_capacity
@@ -117,22 +118,19 @@ def _verify(store: Store) -> None:
         if off not in records:
             raise CorruptionError("index slot names no record", offset=where)
         hdr = store._header_at(off)
-        kb = mm[off + RECORD_SIZE: off + RECORD_SIZE + hdr[H_KLEN]]
+        kb = mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
         key = (hdr[H_KTYPE], kb)
         if word >> SLOT_OFFSET_BITS != hdr[H_HASH] & TAG_MASK:
-            raise CorruptionError("index slot tag does not match its record", offset=where,
-                                  key=kb)
+            raise CorruptionError("index slot tag does not match its record", offset=where, key=kb)
         if key in seen:
             raise CorruptionError("key has two index slots", offset=where, key=kb)
         seen.add(key)
         if newest.get(key, (None,))[0] != off:
-            raise CorruptionError("index slot names an old record of its key", offset=where,
-                                  key=kb)
+            raise CorruptionError("index slot names an old record of its key", offset=where, key=kb)
         j = home_slot(hdr[H_HASH], bits)
         while j != i:
             if not words[base + j]:
-                raise CorruptionError("index slot is unreachable by probing", offset=where,
-                                      key=kb)
+                raise CorruptionError("index slot is unreachable by probing", offset=where, key=kb)
             j = (j + 1) & (capacity - 1)
     live_keys = 0
     live_bytes = 0
@@ -143,12 +141,15 @@ def _verify(store: Store) -> None:
             if key not in seen:
                 raise CorruptionError("live key missing from the index", offset=off, key=key[1])
     if used != meta.index_used:
-        raise CorruptionError(f"index holds {used} slots, meta says {meta.index_used}",
-                              offset=meta.index_offset)
+        raise CorruptionError(
+            f"index holds {used} slots, meta says {meta.index_used}", offset=meta.index_offset
+        )
     if live_keys != meta.key_count or live_bytes != meta.live_bytes:
         raise CorruptionError(
             f"meta counts ({meta.key_count} keys, {meta.live_bytes} bytes) disagree with the log"
-            f" ({live_keys} keys, {live_bytes} bytes)", offset=META_OFFSETS[0])
+            f" ({live_keys} keys, {live_bytes} bytes)",
+            offset=META_OFFSETS[0],
+        )
 
 
 def _committed_version(store: Store, off: int, gen: int, where: int) -> int:

@@ -1,0 +1,329 @@
+"""The write transaction: buffering, appending to the log, eviction and publishing a commit.
+
+A commit, in order (the numbered steps of ``docs/reference/format.rst``):
+
+1. :func:`flush` appends the buffered writes as records past ``log_end``, where no reader looks;
+   each record names the key's newest committed record as its ``prev``.
+2. :func:`evict` appends EVICT tombstones while live data exceeds ``max_bytes``.
+3. :func:`publish` grows the index into a new table if it would pass half full, msyncs the new
+   records (``durability="sync"``), re-points the slots, writes the meta slot, and stores the
+   generation word: the commit point. Then it msyncs everything and stores the synced word.
+
+These functions work on a :class:`~mmkv.store.Store`'s internals on its behalf, holding the
+writer lock; only ``store.py`` calls them.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from typing import TYPE_CHECKING
+
+from .errors import CorruptionError
+from .format import (
+    EVICT,
+    HEADER_SIZE,
+    MAX_FILE_BYTES,
+    META_OFFSETS,
+    META_SIZE,
+    MIN_INDEX_CAPACITY,
+    OFF_GENERATION,
+    OFF_SYNCED,
+    PUT,
+    RECORD,
+    RECORD_SIZE,
+    SLOT_OFFSET_BITS,
+    SLOT_OFFSET_MASK,
+    TAG_MASK,
+    VALUE_BYTES,
+    Meta,
+    encode_table_header,
+    slot_word,
+    table_bytes,
+)
+from .index import capacity_for, find_word, insert_new, rehash, table_base
+from .log import H_EXP, H_HASH, H_KIND, H_KLEN, H_KTYPE, H_VLEN, total_size
+
+if TYPE_CHECKING:
+    from .store import Store
+
+_GEN_W = OFF_GENERATION // 8
+_SYNCED_W = OFF_SYNCED // 8
+_unpack_header = RECORD.unpack_from
+_crc32 = zlib.crc32
+_pack_body = struct.Struct(RECORD.format[:1] + RECORD.format[2:]).pack  # a record minus its crc
+_PADS = [b"\0" * n for n in range(8)]
+
+
+# A key the open transaction has written to the log is a tuple (a class costs more to build on
+# the hot path): (offset of its newest record in this transaction, kind, record size, key hash,
+# offset of its newest committed record or 0, its slot in the current table or -1, whether it
+# has a ttl, size of its committed record if that is a live PUT else 0, whether that has a ttl).
+P_OFF, P_KIND, P_SIZE, P_HASH, P_PREV, P_SLOT, P_TTL, P_CSIZE, P_CTTL = range(9)
+_Pending = tuple[int, int, int, int, int, int, bool, int, bool]
+# Writes are buffered in the transaction and appended to the log in batches (one probe, pack and
+# copy loop per batch instead of per call); a batch is flushed at commit, before a read inside the
+# transaction, and whenever this many bytes are buffered.
+FLUSH_BYTES = 8 << 20
+
+
+class Txn:
+    __slots__ = (
+        "appended",
+        "buffer",
+        "buffered",
+        "doomed",
+        "evictions",
+        "gen",
+        "max_bytes",
+        "meta",
+        "pending",
+        "pos",
+        "thread",
+        "writes",
+    )
+
+    def __init__(self, meta: Meta, gen: int) -> None:
+        self.meta = meta
+        self.gen = gen
+        self.pos = meta.log_end
+        self.appended = 0
+        self.pending: dict[tuple[int, bytes], _Pending] = {}
+        # Writes not yet in the log: (key type, key bytes) -> (kind, value type, value, expiry).
+        self.buffer: dict[tuple[int, bytes], tuple[int, int, bytes, float]] = {}
+        self.buffered = 0
+        self.writes = 0  # calls to _stage: whether a failed nested block wrote anything
+        self.doomed = False
+        self.evictions = 0
+        self.max_bytes = meta.max_bytes
+        self.thread = threading.get_ident()
+
+
+def flush(store: Store, txn: Txn) -> None:
+    """Append the buffered writes to the log past ``log_end`` (where no reader looks)."""
+    buffer = txn.buffer
+    if not buffer:
+        return
+    pending = txn.pending
+    parts = []
+    placed = []  # new pending entries, applied only once the records are in the log
+    start = pos = txn.pos
+    gen = txn.gen
+    probe = writer_probe
+    words = store._words
+    base, _, shift = store._view
+    for pkey, (kind, vt, vb, exp) in buffer.items():
+        kt, kb = pkey
+        p = pending.get(pkey)
+        if p is None:
+            h = _crc32(kb, kt)
+            if words[base + (((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift)]:
+                slot, prev, csize, cttl = probe(store, kt, kb, h)
+            else:  # the home slot is empty: a new key (the common case of a bulk load)
+                slot, prev, csize, cttl = -1, 0, 0, False
+        else:
+            h, prev, slot, csize, cttl = p[P_HASH], p[P_PREV], p[P_SLOT], p[P_CSIZE], p[P_CTTL]
+        klen = len(kb)
+        vlen = len(vb)
+        size = (RECORD_SIZE + klen + vlen + 7) & ~7
+        body = (
+            _pack_body(kind, kt, vt, 0, gen, prev, h, klen, 0, vlen, 0, exp)
+            + kb
+            + vb
+            + _PADS[size - RECORD_SIZE - klen - vlen]
+        )
+        parts.append(_crc32(body).to_bytes(4, "little"))
+        parts.append(body)
+        placed.append((pkey, (pos, kind, size, h, prev, slot, exp != 0, csize, cttl)))
+        pos += size
+    if pos > store._file.size:
+        if pos > MAX_FILE_BYTES:
+            raise ValueError(f"the store would pass its largest size, {MAX_FILE_BYTES} bytes")
+        store._grow(pos)  # raises OSError (disk full) before anything is written
+    store._mm[start:pos] = b"".join(parts)
+    pending.update(placed)
+    buffer.clear()
+    txn.buffered = 0
+    txn.appended += pos - start
+    txn.pos = pos
+
+
+def writer_probe(store: Store, kt: int, kb: bytes, h: int) -> tuple[int, int, int, bool]:
+    """``(slot, offset, live size, has ttl)`` of the key's newest committed record.
+
+    ``(-1, 0, 0, False)`` when the key has no slot; live size is 0 unless that record is a
+    PUT. Only a writer holding the lock calls this, after recovery: every slot then names a
+    complete committed record, so no retry logic is needed (unlike :meth:`_locate`).
+    """
+    words = store._words
+    mm = store._mm
+    base, mask, shift = store._view
+    tag = h & TAG_MASK
+    i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
+    klen = len(kb)
+    limit = store._file.size
+    for _ in range(mask + 1):
+        word = words[base + i]
+        if word == 0:
+            return -1, 0, 0, False
+        if word >> SLOT_OFFSET_BITS == tag:
+            off = (word & SLOT_OFFSET_MASK) << 3
+            if off + RECORD_SIZE + klen > limit:
+                raise CorruptionError(
+                    "index slot points past the end of the file", offset=off, path=store.path
+                )
+            hdr = _unpack_header(mm, off)
+            if (
+                hdr[H_KLEN] == klen
+                and hdr[H_KTYPE] == kt
+                and mm[off + RECORD_SIZE : off + RECORD_SIZE + klen] == kb
+            ):
+                if hdr[H_KIND] == PUT:
+                    return i, off, (RECORD_SIZE + klen + hdr[H_VLEN] + 7) & ~7, hdr[H_EXP] != 0
+                return i, off, 0, False
+        i = (i + 1) & mask
+    raise CorruptionError("index table has no empty slot", path=store.path)
+
+
+def effects(store: Store, txn: Txn) -> tuple[int, int, int, int, int]:
+    """(key_count, ttl_count, live_bytes, dead_bytes, new_slots) after the transaction."""
+    meta = txn.meta
+    keys, ttls, live, dead = meta.key_count, meta.ttl_count, meta.live_bytes, meta.dead_bytes
+    new_slots = 0
+    kept = 0
+    for p in txn.pending.values():
+        csize = p[P_CSIZE]
+        if csize:  # the committed record stops being live
+            keys -= 1
+            ttls -= p[P_CTTL]
+            live -= csize
+            dead += csize
+        if p[P_KIND] == PUT:
+            keys += 1
+            ttls += p[P_TTL]
+            size = p[P_SIZE]
+            live += size
+            kept += size
+            if p[P_SLOT] < 0:
+                new_slots += 1
+    dead += txn.appended - kept  # tombstones and records superseded inside the transaction
+    return keys, ttls, live, dead, new_slots
+
+
+def evict(store: Store, txn: Txn) -> None:
+    """Delete the least recently written keys until live data fits ``max_bytes``.
+
+    Scans the log from ``evict_cursor`` (below which nothing is live) and writes an EVICT
+    tombstone for each record that is still its key's newest, oldest first.
+    """
+    bound = txn.max_bytes
+    live = effects(store, txn)[2]
+    if live <= bound:
+        return
+    off = max(txn.meta.evict_cursor, HEADER_SIZE)
+    end = txn.pos
+    pending = txn.pending
+    while live > bound and off < end:
+        hdr = store._header_at(off)
+        size = total_size(hdr)
+        if hdr[H_KIND] == PUT:
+            kb = store._mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
+            kt = hdr[H_KTYPE]
+            p = pending.get((kt, kb))
+            current = p[P_OFF] if p is not None else writer_probe(store, kt, kb, hdr[H_HASH])[1]
+            if current == off and (kt, kb) not in txn.buffer:
+                store._stage(EVICT, kt, kb, VALUE_BYTES, b"", 0.0)
+                txn.evictions += 1
+                live -= size
+        off += size
+    flush(store, txn)
+    txn.meta = txn.meta._replace(evict_cursor=off)
+
+
+def publish(store: Store, txn: Txn) -> None:
+    meta = txn.meta
+    keys, ttls, live, dead, new_slots = effects(store, txn)
+    index_offset, capacity, used = meta.index_offset, meta.index_capacity, meta.index_used
+    grow = (used + new_slots) * 2 > capacity
+    if grow:
+        index_offset, capacity, used = build_table(store, txn, keys + new_slots)
+    if store._sync:
+        store._file.sync(meta.log_end, txn.pos)
+    words = store._words
+    base = table_base(index_offset)
+    bits = capacity.bit_length() - 1
+    shift = 32 - bits
+    mask = capacity - 1
+    for p in txn.pending.values():
+        h = p[P_HASH]
+        word = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (p[P_OFF] >> 3)
+        if grow:
+            # The rehash copied the key's old slot word (if its committed record was live)
+            # unchanged, so it is found by that word alone, without reading records.
+            slot = find_word(words, base, bits, h, slot_word(h, p[P_PREV])) if p[P_CSIZE] else -1
+            if slot >= 0:
+                words[base + slot] = word
+            elif p[P_KIND] == PUT:
+                insert_new(words, base, bits, h, word)
+                used += 1
+        elif p[P_SLOT] >= 0:
+            words[base + p[P_SLOT]] = word
+        elif p[P_KIND] == PUT:
+            i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # index.insert_new, inlined
+            while words[base + i]:
+                i = (i + 1) & mask
+            words[base + i] = word
+            used += 1
+    new = Meta(
+        txn.gen,
+        txn.pos,
+        index_offset,
+        capacity,
+        used,
+        keys,
+        ttls,
+        live,
+        dead,
+        txn.max_bytes,
+        meta.evictions + txn.evictions,
+        meta.base_gen,
+        meta.evict_cursor,
+        meta.created_ns,
+        meta.log_end,
+    )
+    start = META_OFFSETS[txn.gen & 1]
+    store._mm[start : start + META_SIZE] = new.encode()
+    words[_GEN_W] = txn.gen  # the commit point
+    if store._sync:
+        store._file.sync()
+    words[_SYNCED_W] = txn.gen
+    store._install(new, written=txn.pending)
+
+
+def build_table(store: Store, txn: Txn, expected_keys: int) -> tuple[int, int, int]:
+    """Rehash the committed index into a larger table appended to the log."""
+    meta = txn.meta
+    capacity = capacity_for(max(expected_keys, 1), max(MIN_INDEX_CAPACITY, meta.index_capacity * 2))
+    offset = txn.pos
+    size = table_bytes(capacity)
+    if offset + size > store._file.size:
+        store._grow(offset + size)
+    mm = store._mm
+    mm[offset : offset + RECORD_SIZE] = encode_table_header(capacity, txn.gen)
+    mm[offset + RECORD_SIZE : offset + size] = bytes(size - RECORD_SIZE)
+    txn.pos = offset + size
+
+    def keep(record_offset: int) -> int | None:
+        hdr = store._header_at(record_offset)
+        return hdr[H_HASH] if hdr[H_KIND] == PUT else None
+
+    used = rehash(
+        store._words,
+        store._view[0],
+        meta.index_capacity,
+        table_base(offset),
+        capacity.bit_length() - 1,
+        keep,
+    )
+    return offset, capacity, used
