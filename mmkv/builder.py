@@ -8,7 +8,6 @@ complete one (the temporary file is garbage the next compaction removes).
 from __future__ import annotations
 
 import os
-import time
 from array import array
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -168,7 +167,7 @@ def _write(
         evictions=evictions,
         base_gen=base_gen,
         evict_cursor=HEADER_SIZE,
-        created_ns=time.time_ns(),
+        expired_bytes=0,
         commit_start=log_end,
     )
     header = bytearray(HEADER_SIZE)

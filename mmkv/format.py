@@ -34,7 +34,7 @@ META_SIZE = 128
 PREAMBLE = struct.Struct("<8sII")  # magic, format version, header size
 
 # gen, log_end, index_offset, index_capacity, index_used, key_count, ttl_count, live_bytes,
-# dead_bytes, max_bytes, evictions, base_gen, evict_cursor, created_ns, commit_start, crc
+# dead_bytes, max_bytes, evictions, base_gen, evict_cursor, expired_bytes, commit_start, crc
 META = struct.Struct("<15QI4x")
 assert META.size == META_SIZE
 
@@ -113,7 +113,7 @@ class Meta(NamedTuple):
     evictions: int
     base_gen: int  # history (changed_since) is complete only after this generation
     evict_cursor: int  # no live record lies below this offset
-    created_ns: int
+    expired_bytes: int  # live_bytes of expired records the eviction scan has passed
     commit_start: int  # where the newest commit's records begin
 
     def encode(self) -> bytes:

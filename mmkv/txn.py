@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 import zlib
 from typing import TYPE_CHECKING
 
@@ -71,10 +72,12 @@ FLUSH_BYTES = 8 << 20
 class Txn:
     __slots__ = (
         "appended",
+        "base",
         "buffer",
         "buffered",
         "doomed",
         "evictions",
+        "expired_added",
         "gen",
         "max_bytes",
         "meta",
@@ -85,6 +88,8 @@ class Txn:
     )
 
     def __init__(self, meta: Meta, gen: int) -> None:
+        self.base = meta  # the committed state this transaction started from
+        self.expired_added = 0  # bytes evict() found expired below the old cursor
         self.meta = meta
         self.gen = gen
         self.pos = meta.log_end
@@ -186,10 +191,15 @@ def writer_probe(store: Store, kt: int, kb: bytes, h: int) -> tuple[int, int, in
     raise CorruptionError("index table has no empty slot", path=store.path)
 
 
-def effects(store: Store, txn: Txn) -> tuple[int, int, int, int, int]:
-    """(key_count, ttl_count, live_bytes, dead_bytes, new_slots) after the transaction."""
+def effects(store: Store, txn: Txn) -> tuple[int, int, int, int, int, int]:
+    """(key_count, ttl_count, live_bytes, dead_bytes, new_slots, expired_bytes) after the
+    transaction."""
     meta = txn.meta
     keys, ttls, live, dead = meta.key_count, meta.ttl_count, meta.live_bytes, meta.dead_bytes
+    # The committed cursor and sum: evict() may move txn.meta's, but its own additions are kept
+    # apart in txn.expired_added.
+    expired = txn.base.expired_bytes + txn.expired_added
+    cursor = txn.base.evict_cursor
     new_slots = 0
     kept = 0
     for p in txn.pending.values():
@@ -199,6 +209,10 @@ def effects(store: Store, txn: Txn) -> tuple[int, int, int, int, int]:
             ttls -= p[P_CTTL]
             live -= csize
             dead += csize
+            if p[P_PREV] < cursor:
+                # A key's newest record below the eviction cursor is one the scan found
+                # expired (anything else there was evicted or superseded): it leaves that sum.
+                expired -= csize
         if p[P_KIND] == PUT:
             keys += 1
             ttls += p[P_TTL]
@@ -208,19 +222,24 @@ def effects(store: Store, txn: Txn) -> tuple[int, int, int, int, int]:
             if p[P_SLOT] < 0:
                 new_slots += 1
     dead += txn.appended - kept  # tombstones and records superseded inside the transaction
-    return keys, ttls, live, dead, new_slots
+    return keys, ttls, live, dead, new_slots, expired
 
 
 def evict(store: Store, txn: Txn) -> None:
     """Delete the least recently written keys until live data fits ``max_bytes``.
 
     Scans the log from ``evict_cursor`` (below which nothing is live) and writes an EVICT
-    tombstone for each record that is still its key's newest, oldest first.
+    tombstone for each record that is still its key's newest, oldest first. A record whose
+    ttl has run out is not live data: the scan passes it without evicting it (its key just
+    reads as missing, as it already did) and counts its size in ``expired_bytes``, which the
+    bound does not count against.
     """
     bound = txn.max_bytes
-    live = effects(store, txn)[2]
+    _, _, live, _, _, expired = effects(store, txn)
+    live -= expired
     if live <= bound:
         return
+    now = time.time()
     off = max(txn.meta.evict_cursor, HEADER_SIZE)
     end = txn.pos
     pending = txn.pending
@@ -233,8 +252,12 @@ def evict(store: Store, txn: Txn) -> None:
             p = pending.get((kt, kb))
             current = p[P_OFF] if p is not None else writer_probe(store, kt, kb, hdr[H_HASH])[1]
             if current == off and (kt, kb) not in txn.buffer:
-                store._stage(EVICT, kt, kb, VALUE_BYTES, b"", 0.0)
-                txn.evictions += 1
+                exp = hdr[H_EXP]
+                if exp and exp <= now:
+                    txn.expired_added += size
+                else:
+                    store._stage(EVICT, kt, kb, VALUE_BYTES, b"", 0.0)
+                    txn.evictions += 1
                 live -= size
         off += size
     flush(store, txn)
@@ -243,7 +266,7 @@ def evict(store: Store, txn: Txn) -> None:
 
 def publish(store: Store, txn: Txn) -> None:
     meta = txn.meta
-    keys, ttls, live, dead, new_slots = effects(store, txn)
+    keys, ttls, live, dead, new_slots, expired = effects(store, txn)
     index_offset, capacity, used = meta.index_offset, meta.index_capacity, meta.index_used
     grow = (used + new_slots) * 2 > capacity
     if grow:
@@ -289,7 +312,7 @@ def publish(store: Store, txn: Txn) -> None:
         meta.evictions + txn.evictions,
         meta.base_gen,
         meta.evict_cursor,
-        meta.created_ns,
+        expired,
         meta.log_end,
     )
     start = META_OFFSETS[txn.gen & 1]
