@@ -26,7 +26,6 @@ from .format import (
     encode_preamble,
     encode_record,
     encode_table_header,
-    home_slot,
 )
 from .index import capacity_for
 
@@ -71,7 +70,7 @@ def encode_live(r: LiveRecord) -> RawRecord:
 
 def build(
     tmp_path: str,
-    records: Iterable[RawRecord],
+    records: Iterable[tuple[bytes, int, bool]],
     *,
     gen: int,
     base_gen: int,
@@ -109,7 +108,7 @@ def build(
 
 def _write(
     fd: int,
-    records: Iterable[RawRecord],
+    records: Iterable[tuple[bytes, int, bool]],
     *,
     gen: int,
     base_gen: int,
@@ -139,8 +138,9 @@ def _write(
     bits = capacity.bit_length() - 1
     slots = array("Q", bytes(8 * capacity))
     mask = capacity - 1
+    shift = 32 - bits
     for h, rec_offset in placed:
-        i = home_slot(h, bits)
+        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # home_slot, inlined: once per key
         while slots[i]:
             i = (i + 1) & mask
         slots[i] = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (rec_offset >> 3)

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import builder
-from .format import OFF_GENERATION, OFF_RETIRED, PUT, SLOT_OFFSET_MASK
-from .log import H_EXP, H_HASH, H_KIND, total_size
+from .format import OFF_GENERATION, OFF_RETIRED, PUT, RECORD, RECORD_SIZE, SLOT_OFFSET_MASK
+from .log import H_EXP, H_HASH, H_KIND, H_KLEN, H_VLEN
 
 if TYPE_CHECKING:
     from .store import Store
@@ -40,24 +40,33 @@ def compact(store: Store) -> None:
     base = store._view[0]
     now = time.time()
     # Holding the lock after recovery, every slot names its key's newest committed record.
+    # The file is mapped through log_end (the caller caught up), and every slot names a record
+    # inside it, so headers are unpacked directly; a damaged one fails the bounds check below.
+    unpack = RECORD.unpack_from
+    limit = meta.log_end
     live = []
     for i in range(base, base + meta.index_capacity):
         word = words[i]
         if word:
             off = (word & SLOT_OFFSET_MASK) << 3
-            hdr = store._header_at(off)
+            if off + RECORD_SIZE > limit:
+                store._header_at(off)  # raises CorruptionError with the details
+            hdr = unpack(mm, off)
             if hdr[H_KIND] == PUT and not (hdr[H_EXP] and hdr[H_EXP] <= now):
-                live.append((off, hdr))
+                end = off + ((RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7)
+                if end > limit:
+                    store._header_at(off)
+                live.append((off, end, hdr[H_HASH], hdr[H_EXP] != 0))
     live.sort()  # log order: the eviction order (least recently written first) survives
 
-    def records() -> Iterator[builder.RawRecord]:
+    def records() -> Iterator[tuple[bytes, int, bool]]:
         # Records are copied byte for byte, checksum and all: a damaged record stays detectably
         # damaged rather than being laundered, and nothing is re-encoded. Their ``prev`` offsets
         # point into the old file, which is harmless: every record copied here has a generation
         # <= the new file's base generation, and readers follow ``prev`` only from records newer
         # than the generation they read at, which in the new file is always > the base.
-        for off, hdr in live:
-            yield builder.RawRecord(mm[off : off + total_size(hdr)], hdr[H_HASH], hdr[H_EXP] != 0)
+        for off, end, h, has_ttl in live:
+            yield mm[off:end], h, has_ttl
 
     for stale in glob.glob(glob.escape(store.path) + ".compact-*"):
         try:

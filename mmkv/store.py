@@ -316,7 +316,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             return
         end = meta.log_end
         cap = meta.index_capacity
-        if (
+        if written is None and (
             end < HEADER_SIZE
             or meta.index_offset < HEADER_SIZE
             or cap < MIN_INDEX_CAPACITY
@@ -981,7 +981,15 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._words[_GEN_W] = self._gen
         if self._words[_GEN_W] != self._gen:
             self._refresh()
-        self._file.ensure(self._meta.log_end)
+        meta = self._meta
+        end = meta.log_end
+        if end + RECORD_SIZE <= self._file.size:
+            # The common case, inlined: the first header past the log is not of the next
+            # generation, so no writer died mid-commit.
+            if _unpack_header(self._mm, end)[H_GEN] != meta.gen + 1:
+                return
+        else:
+            self._file.ensure(end)
         undo_dead_commit(self)
 
     def _rollback(self) -> None:
