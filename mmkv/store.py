@@ -1302,6 +1302,7 @@ def open(
     lock_timeout: float | None = 10.0,
     max_bytes: int | None = None,
     auto_compact: bool = True,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> Store:
     """Open (creating if needed) the store at ``path``; the same as ``Store(path, ...)``."""
     return Store(
@@ -1311,4 +1312,5 @@ def open(
         lock_timeout=lock_timeout,
         max_bytes=max_bytes,
         auto_compact=auto_compact,
+        cache_bytes=cache_bytes,
     )
