@@ -157,8 +157,29 @@ def _canonical(value: Any, path: set[int]) -> list[Any]:
     )
 
 
+_packer_local = threading.local()
+_PLAIN_TYPES = frozenset((int, str, bytes))
+_TOTAL_NAMES = {"hits": "memoize_hits", "misses": "memoize_misses"}
+
+
+def _plain(args: tuple[Any, ...]) -> bool:
+    """Whether every argument is exactly an int, str or bytes (see ``known`` in memoize)."""
+    for arg in args:  # noqa: SIM110 (a plain loop beats all() with a generator here)
+        if type(arg) not in _PLAIN_TYPES:
+            return False
+    return True
+
+
+_KNOWN_KEYS = 65536
+
+
 def _pack(obj: Any) -> bytes:
-    return cast(bytes, msgpack.packb(obj, use_bin_type=True))
+    # One Packer per thread: building a Packer per call (what msgpack.packb does) costs about
+    # as much as the rest of a memoized hit.
+    packer = getattr(_packer_local, "packer", None)
+    if packer is None:
+        packer = _packer_local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+    return cast(bytes, packer.pack(obj))
 
 
 def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
@@ -409,6 +430,11 @@ def _check_ttl(ttl: Any) -> float | None:
     return ttl
 
 
+def _stats_totals(stats_key: Any) -> dict[str, int]:
+    with _stats_lock:
+        return _store_stats.setdefault(stats_key, {})
+
+
 def memoize(
     store: Store,
     *,
@@ -441,20 +467,37 @@ def memoize(
         counts_lock = threading.Lock()
         counts = {"hits": 0, "misses": 0}
 
-        def count(kind: str) -> None:
-            with counts_lock:
-                counts[kind] += 1
-            with _stats_lock:
-                totals = _store_stats.setdefault(stats_key, {})
-                name = f"memoize_{kind}"
-                totals[name] = totals.get(name, 0) + 1
+        totals = _stats_totals(stats_key)
 
-        def cache_key(*args: Any, **kwargs: Any) -> str:
+        def count(kind: str) -> None:
+            # Statistics only: unlocked increments, which under the GIL may at worst drop a
+            # count when threads race; a lock here cost a third of a hit.
+            counts[kind] += 1
+            name = _TOTAL_NAMES[kind]
+            totals[name] = totals.get(name, 0) + 1
+
+        # Store keys already derived in this process, for calls whose arguments are all exactly
+        # int, str or bytes: for those types equal arguments encode alike, so the dict cannot
+        # confuse calls the encoding tells apart (1 vs True vs 1.0 never reach it).
+        known: dict[Any, str] = {}
+
+        def derive(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             if key_func is not None:
                 encoded = encode_key_value(key_func(*args, **kwargs))
             else:
                 encoded = encode_arguments(args, kwargs)
             return prefix + hashlib.blake2b(encoded, digest_size=16).hexdigest()
+
+        def cache_key(*args: Any, **kwargs: Any) -> str:
+            if key_func is not None or kwargs or not _plain(args):
+                return derive(args, kwargs)
+            store_key = known.get(args)
+            if store_key is None:
+                store_key = derive(args, kwargs)
+                if len(known) >= _KNOWN_KEYS:
+                    known.clear()
+                known[args] = store_key
+            return store_key
 
         def compute_and_store(store_key: str, args: Any, kwargs: Any) -> Any:
             count("misses")
@@ -462,12 +505,19 @@ def memoize(
             store.put(store_key, [result], ttl=ttl)
             return result
 
+        get = store.get
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            store_key = cache_key(*args, **kwargs)
-            cached = store.get(store_key, _MISSING)
-            if _is_entry(cached):
-                count("hits")
+            store_key = None
+            if not kwargs and key_func is None and _plain(args):
+                store_key = known.get(args)
+            if store_key is None:
+                store_key = cache_key(*args, **kwargs)
+            cached = get(store_key, _MISSING)
+            if type(cached) is list and len(cached) == 1:  # _is_entry, inlined on the hit path
+                counts["hits"] += 1
+                totals["memoize_hits"] = totals.get("memoize_hits", 0) + 1
                 return cached[0]
             if store.readonly:
                 count("misses")
