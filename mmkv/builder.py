@@ -45,7 +45,7 @@ class LiveRecord(NamedTuple):
 
 
 class RawRecord(NamedTuple):
-    """A complete encoded record (``prev`` 0, crc valid), as compaction copies it."""
+    """A complete encoded record with a valid crc, as the builder lays it into the new file."""
 
     data: bytes
     key_hash: int

@@ -116,11 +116,14 @@ def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
     # records are kept only when the store itself names them: a slot of its index, or the
     # prev of a record already kept. Records before any damage are kept as they are.
     refs = _slot_targets(mm, size, valid)
+    # A record at or below the base generation was copied by compaction: its prev is an offset
+    # in an older file and vouches for nothing here.
+    base_gen = max(m.base_gen for m in valid) if valid else 0
     kept = []
     for off, hdr, key, vb, trusted in reversed(found):
         if trusted or refs is None or off in refs:
             kept.append((off, hdr, key, vb))
-            if refs is not None and hdr[H_PREV]:
+            if refs is not None and hdr[H_PREV] and hdr[H_GEN] > base_gen:
                 refs.add(hdr[H_PREV])
     newest: dict[tuple[int, bytes], tuple[int, Any]] = {}
     for off, hdr, key, vb in reversed(kept):
