@@ -30,7 +30,7 @@ PEER_ORDER = [
 GROUP_ORDER = [
     "get-hit", "get-hit-once", "get-miss", "get-large", "put", "put-batch", "put-large",
     "put-durable", "mix-90-9-1", "1-writer-2-readers", "open", "reopen-after-overwrite",
-    "compact", "cache-90-9-1",
+    "compact", "cache-90-9-1", "memoize-hit",
 ]  # fmt: skip
 
 #: How a parameter is shown in a workload's name.
@@ -39,6 +39,7 @@ PARAM_FORMATS = {
     "n_ops": "{} puts/txn",
     "value_size": "{} values",
     "processes": "{} proc",
+    "call": "{}",
 }
 
 
@@ -72,7 +73,10 @@ def workload_name(group: str, params: dict[str, Any]) -> str:
     for name, param in params.items():
         if name == "peer":
             continue
-        shown = size(param) if name == "value_size" else human(param)
+        if isinstance(param, str):
+            shown = param
+        else:
+            shown = size(param) if name == "value_size" else human(param)
         parts.append(PARAM_FORMATS.get(name, name + "={}").format(shown))
     return " ".join(parts)
 
@@ -179,6 +183,55 @@ def latency_table(data: dict[str, Any], markdown: bool) -> str | None:
     return table(header, body, markdown) if body else None
 
 
+def latency_ratio_table(data: dict[str, Any], markdown: bool) -> str | None:
+    """Each other peer's cache-workload latency over mmkv's, per process count (above 1: mmkv
+    is faster), for the median and P99 of get and put."""
+    latencies: dict[tuple[str, str], dict[str, Any]] = {}
+    for bench in ordered(data.get("benchmarks", [])):
+        latency = bench.get("extra_info", {}).get("latency_us")
+        params = dict(bench.get("params") or {})
+        if not latency or "peer" not in params:
+            continue
+        peer = params.pop("peer")
+        latencies[(workload_name(bench.get("group") or bench["name"], params), peer)] = latency
+    columns = [("get", "median"), ("get", "p99"), ("put", "median"), ("put", "p99")]
+    header = [
+        "workload",
+        "peer / mmkv",
+        *(f"{op} {'med' if s == 'median' else s}" for op, s in columns),
+    ]
+    body = []
+    for (name, peer), latency in latencies.items():
+        mine = latencies.get((name, "mmkv"))
+        if peer == "mmkv" or mine is None:
+            continue
+        row = [name, peer]
+        for operation, statistic in columns:
+            theirs = latency.get(operation, {}).get(statistic)
+            ours = mine.get(operation, {}).get(statistic)
+            row.append(f"{theirs / ours:.2f}" if theirs and ours else "-")
+        body.append(row)
+    return table(header, body, markdown) if body else None
+
+
+def memoize_summary(data: dict[str, Any]) -> str | None:
+    """The memoized hit's rate next to the plain get's, and their time per call (memo / get)."""
+    rates: dict[str, float] = {}
+    for bench in data.get("benchmarks", []):
+        params = bench.get("params") or {}
+        if bench.get("group") == "memoize-hit" and "call" in params:
+            rate = rates_of(bench).get("ops/s")
+            if rate:
+                rates[params["call"]] = rate
+    if "memoized" not in rates or "get" not in rates:
+        return None
+    return (
+        f"memoized hits {human(rates['memoized'])}/s, plain gets of the same keys"
+        f" {human(rates['get'])}/s: time per call memoized / get ="
+        f" {rates['get'] / rates['memoized']:.2f}"
+    )
+
+
 def machine_summary(data: dict[str, Any]) -> str:
     """One line naming the machine, Python and the peers' versions."""
     machine = data.get("machine_info", {})
@@ -211,6 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if latency is not None:
         print("\nCache workload: latency per operation in microseconds, all processes.\n")
         print(latency)
+    ratios = latency_ratio_table(data, args.markdown)
+    if ratios is not None:
+        print("\nCache workload: each peer's latency over mmkv's (above 1: mmkv is faster).\n")
+        print(ratios)
+    memo = memoize_summary(data)
+    if memo is not None:
+        print("\nMemoized hit: " + memo)
     return 0
 
 
