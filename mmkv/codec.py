@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -26,14 +26,15 @@ def encode_key(key: object) -> tuple[int, bytes]:
     over 65535 bytes.
     """
     t = type(key)
+    kb: bytes
     if t is str:
         try:
-            kb = key.encode("utf-8")  # type: ignore[union-attr]
+            kb = cast(str, key).encode("utf-8")
         except UnicodeEncodeError as exc:
             raise ValueError(f"key cannot be encoded as UTF-8: {exc}") from None
         kt = KEY_STR
     elif t is bytes:
-        kb = key  # type: ignore[assignment]
+        kb = cast(bytes, key)
         kt = KEY_BYTES
     elif isinstance(key, str):
         return encode_key(str(key))
@@ -69,7 +70,7 @@ def encode_value(value: object) -> tuple[int, bytes]:
         vt, vb = VALUE_BYTES, value
     elif t is str:
         try:
-            vt, vb = VALUE_STR, value.encode("utf-8")  # type: ignore[union-attr]
+            vt, vb = VALUE_STR, cast(str, value).encode("utf-8")
         except UnicodeEncodeError as exc:
             raise ValueError(f"value cannot be encoded as UTF-8: {exc}") from None
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mmap
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 from .errors import CorruptionError
 from .format import ALIGN, HEADER_SIZE, KINDS, RECORD, RECORD_SIZE, TABLE
@@ -22,14 +23,15 @@ H_CRC, H_KIND, H_KTYPE, H_VTYPE, H_FLAGS, H_GEN, H_PREV, H_HASH, H_KLEN, _R1, H_
     range(13)
 )
 
-Header = tuple[int, int, int, int, int, int, int, int, int, int, int, int, float]
+# A decoded record header (see mmkv.format.RECORD); fields are read by the H_* positions.
+Header = tuple[Any, ...]
 
 
 def total_size(hdr: Header) -> int:
     """Bytes the record occupies in the log, padding included."""
     if hdr[H_KIND] == TABLE:
-        return RECORD_SIZE + hdr[H_VLEN] * 8
-    return (RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7
+        return RECORD_SIZE + int(hdr[H_VLEN]) * 8
+    return (RECORD_SIZE + int(hdr[H_KLEN]) + int(hdr[H_VLEN]) + 7) & ~7
 
 
 def read_header(mm: mmap.mmap, limit: int, offset: int) -> Header:
@@ -58,7 +60,7 @@ def split_body(body: bytes, hdr: Header) -> tuple[bytes, bytes]:
 
 
 def table_header_ok(mm: mmap.mmap, offset: int, hdr: Header) -> bool:
-    return _crc32(mm[offset + 4 : offset + RECORD_SIZE]) == hdr[H_CRC]
+    return bool(_crc32(mm[offset + 4 : offset + RECORD_SIZE]) == hdr[H_CRC])
 
 
 def scan(mm: mmap.mmap, start: int, end: int) -> Iterator[tuple[int, Header]]:

@@ -49,8 +49,9 @@ class MappedFile:
         self.fd = fd
         self.writable = writable
         self.size = 0
-        self.mm: mmap.mmap | None = None
-        self.words: memoryview | None = None
+        # Set by remap() below; None only after close(), when nothing may use them.
+        self.mm: mmap.mmap = None  # type: ignore[assignment]
+        self.words: memoryview = None  # type: ignore[assignment]
         self.remap()
 
     def file_size(self) -> int:
@@ -109,7 +110,6 @@ class MappedFile:
 
     def sync(self, start: int = 0, end: int | None = None) -> None:
         """msync ``[start, end)`` (page-aligned outward); when it returns the bytes are on disk."""
-        assert self.mm is not None
         if end is None:
             end = self.size
         start -= start % PAGE
@@ -119,8 +119,8 @@ class MappedFile:
 
     def close(self) -> None:
         words, mm = self.words, self.mm
-        self.words = None
-        self.mm = None
+        self.words = None  # type: ignore[assignment]
+        self.mm = None  # type: ignore[assignment]
         if words is not None:
             try:
                 words.release()

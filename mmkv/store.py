@@ -448,8 +448,8 @@ class Store(_MutableMapping[str | bytes, Any]):
                     return None
                 return p[P_OFF], hdr
         h = key_hash(kb, kt)
-        _, off, hdr = self._locate(kt, kb, h)
-        return self._at_generation(off, hdr, self._gen)
+        _, off, newest = self._locate(kt, kb, h)
+        return self._at_generation(off, newest, self._gen)
 
     def _at_generation(self, off: int, hdr: Header | None, g: int) -> tuple[int, Header] | None:
         """Walk the key's version chain back to the newest record of generation <= ``g``."""
@@ -628,8 +628,8 @@ class Store(_MutableMapping[str | bytes, Any]):
                 hdr = self._header_at(p[P_OFF])
                 found = self._at_generation(p[P_OFF], hdr, txn.gen) if p[P_KIND] == PUT else None
                 return self._decoded(key, found, default)
-        _, off, hdr = self._locate(kt, kb, key_hash(kb, kt))
-        found = self._at_generation(off, hdr, g)
+        _, off, newest = self._locate(kt, kb, key_hash(kb, kt))
+        found = self._at_generation(off, newest, g)
         if not cacheable:
             return self._decoded(key, found, default)
         if found is None:
@@ -779,8 +779,8 @@ class Store(_MutableMapping[str | bytes, Any]):
                         if found is not None:
                             out[key] = self._value_at(found[0], found[1], key)
                     continue
-            _, off, hdr = self._locate(kt, kb, key_hash(kb, kt))
-            found = self._at_generation(off, hdr, g)
+            _, off, newest = self._locate(kt, kb, key_hash(kb, kt))
+            found = self._at_generation(off, newest, g)
             if found is not None:
                 out[key] = self._value_at(found[0], found[1], key)
         return out
@@ -1219,7 +1219,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         with self._tlock:
             self._closed = True
             self._words = _ClosedWords()
-            self._mm = None
+            self._mm = None  # type: ignore[assignment]
             self._file.close()
             if self._lock is not None:
                 self._lock.close()

@@ -62,7 +62,7 @@ _PADS = [b"\0" * n for n in range(8)]
 # offset of its newest committed record or 0, its slot in the current table or -1, whether it
 # has a ttl, size of its committed record if that is a live PUT else 0, whether that has a ttl).
 P_OFF, P_KIND, P_SIZE, P_HASH, P_PREV, P_SLOT, P_TTL, P_CSIZE, P_CTTL = range(9)
-_Pending = tuple[int, int, int, int, int, int, bool, int, bool]
+_Pending = tuple[int, ...]  # bools (has a ttl) are stored as ints
 # Writes are buffered in the transaction and appended to the log in batches (one probe, pack and
 # copy loop per batch instead of per call); a batch is flushed at commit, before a read inside the
 # transaction, and whenever this many bytes are buffered.
@@ -154,7 +154,7 @@ def flush(store: Store, txn: Txn) -> None:
     txn.pos = pos
 
 
-def writer_probe(store: Store, kt: int, kb: bytes, h: int) -> tuple[int, int, int, bool]:
+def writer_probe(store: Store, kt: int, kb: bytes, h: int) -> tuple[int, int, int, int]:
     """``(slot, offset, live size, has ttl)`` of the key's newest committed record.
 
     ``(-1, 0, 0, False)`` when the key has no slot; live size is 0 unless that record is a
