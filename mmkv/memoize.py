@@ -24,6 +24,14 @@ Stored values
     apart from a miss. A result must be a value the store can hold (``TypeError`` or
     ``ValueError`` otherwise); as with every stored value, a tuple comes back as a list.
 
+    With ``stale=S`` (which needs ``ttl=T``) the entry is the two-element list
+    ``[r, fresh_until]``, stored with ``ttl=T + S``: ``fresh_until`` is the wall-clock time
+    (``time.time()``, seconds since the epoch, a float) at which the result stops being fresh,
+    ``T`` seconds after it was stored. Every wrapper reads both shapes: ``[r]`` is fresh until
+    the store expires it; ``[r, fresh_until]`` is fresh before ``fresh_until`` and stale from
+    then until the store expires it. A wrapper without ``stale`` treats a stale entry as a
+    miss (its callers want results at most ``ttl`` old); a wrapper with ``stale`` serves it.
+
 Stampede protection
     When several processes miss one key at once, one computes and the others wait for its
     result. The lock is a POSIX byte-range lock (``fcntl.lockf``) on one byte of the side file
@@ -45,9 +53,20 @@ Stampede protection
     A read-only store cannot be written, so a miss there computes without caching and
     without locking.
 
+Serving stale results (``stale=``)
+    A caller that finds a stale entry tries the key's lock once, without blocking. The one
+    that gets it re-reads the entry (another process may have just refreshed it) and, if it
+    is still not fresh, calls the function and stores the new entry, in its own thread, before
+    returning; an exception propagates to it and leaves the stale entry as it was, so the
+    next caller tries again. Every caller that does not get the lock (another process or
+    thread is refreshing) returns the stale result at once. Once ``T + S`` has passed the
+    entry is gone and a miss waits for one computation as above; a waiter takes the first
+    entry that appears, fresh or stale. On a read-only store a stale entry is served as it is,
+    since nothing there can refresh it.
+
 Statistics
     Each wrapper counts, in this process, hits (the result came from the store, possibly
-    after waiting for another process) and misses (this process ran the function):
+    after waiting for another process, or stale) and misses (this process ran the function):
     ``wrapper.cache_info()``. :func:`memo_stats` sums them per store path, for ``stats()``.
 """
 
@@ -356,7 +375,7 @@ class _KeyGuard:
         self.held = False
         self.closed = False
 
-    def _try_acquire(self) -> bool:
+    def try_acquire(self) -> bool:
         slot = self.slot
         if not slot.rlock.acquire(blocking=False):
             return False  # another thread of this process has this byte
@@ -379,15 +398,16 @@ class _KeyGuard:
             _release_range_lock(self.lock_file.fd, self.offset)
         slot.rlock.release()
 
-    def wait(self) -> tuple[bool, Any]:
+    def wait(self, accept_stale: bool = False) -> tuple[bool, Any]:
+        """Wait for a result; ``accept_stale`` takes a stale entry as one too (``stale=``)."""
         timeout = self.store.lock_timeout
         deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
         delay = _POLL_FIRST
         while True:
-            self._try_acquire()
+            self.try_acquire()
             # Read after taking the lock too: the previous holder may have just stored it.
             cached = self.store.get(self.key, _MISSING)
-            if _is_entry(cached):
+            if _is_fresh(cached) or (accept_stale and not self.held and _is_entry(cached)):
                 self._release()
                 return True, cached[0]
             if self.held:
@@ -409,7 +429,21 @@ class _KeyGuard:
 
 
 def _is_entry(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 1
+    """Whether ``value`` has the shape of a memo entry, fresh or stale."""
+    if not isinstance(value, list):
+        return False
+    if len(value) == 1:
+        return True
+    return len(value) == 2 and type(value[1]) is float
+
+
+def _is_fresh(value: Any) -> bool:
+    """Whether ``value`` is a memo entry that is not stale."""
+    if not isinstance(value, list):
+        return False
+    if len(value) == 1:
+        return True
+    return len(value) == 2 and type(value[1]) is float and time.time() < value[1]
 
 
 # --------------------------------------------------------------------------- the decorator
@@ -430,6 +464,18 @@ def _check_ttl(ttl: Any) -> float | None:
     return ttl
 
 
+def _check_stale(stale: Any, ttl: float | None) -> float | None:
+    if stale is None:
+        return None
+    if isinstance(stale, bool) or not isinstance(stale, int | float):
+        raise TypeError(f"stale must be None or a number of seconds, not {type(stale).__name__}")
+    if not stale > 0:
+        raise ValueError(f"stale must be a number of seconds > 0, not {stale!r}")
+    if ttl is None:
+        raise ValueError("stale needs ttl: a result is fresh for ttl seconds, then stale")
+    return stale
+
+
 def _stats_totals(stats_key: Any) -> dict[str, int]:
     with _stats_lock:
         return _store_stats.setdefault(stats_key, {})
@@ -440,17 +486,27 @@ def memoize(
     *,
     ttl: float | None = None,
     key: Callable[..., Any] | None = None,
+    stale: float | None = None,
 ) -> Callable[[F], F]:
     """Return a decorator caching a function's results in ``store`` for every process.
 
     ``ttl`` (seconds > 0, or None for no expiry) is passed to :meth:`Store.put` with each
-    result. ``key``, if given, is called with the call's arguments and its (encodable) return
-    value stands in for them. The wrapper gains ``cache_key(*args, **kwargs)`` (the store key
-    of that call), ``invalidate(*args, **kwargs)`` (drop that call's result; True if there was
-    one), ``cache_clear()`` (drop every result of this function; returns how many) and
-    ``cache_info()`` (this process's hits and misses). See the module docs for the details.
+    result. ``stale`` (seconds > 0; needs ``ttl``, ``ValueError`` otherwise) keeps a result
+    ``stale`` seconds longer: in that window one caller recomputes it while every other caller
+    gets the old result at once instead of waiting. ``key``, if given, is called with the
+    call's arguments and its (encodable) return value stands in for them. The wrapper gains
+    ``cache_key(*args, **kwargs)`` (the store key of that call), ``invalidate(*args,
+    **kwargs)`` (drop that call's result; True if there was one), ``cache_clear()`` (drop
+    every result of this function; returns how many) and ``cache_info()`` (this process's
+    hits and misses). See the module docs for the details.
     """
     ttl = _check_ttl(ttl)
+    stale = _check_stale(stale, ttl)
+    # Stale-capable entries live ttl + stale seconds in the store and carry their own
+    # "fresh until" time, ttl seconds after they are stored; see the module docs.
+    store_ttl, fresh_for = ttl, 0.0
+    if stale is not None and ttl is not None:
+        store_ttl, fresh_for = ttl + stale, float(ttl)
     if key is not None and not callable(key):
         raise TypeError("key must be a callable returning an encodable value")
     key_func = key
@@ -502,10 +558,36 @@ def memoize(
         def compute_and_store(store_key: str, args: Any, kwargs: Any) -> Any:
             count("misses")
             result = func(*args, **kwargs)
-            store.put(store_key, [result], ttl=ttl)
+            if stale is None:
+                store.put(store_key, [result], ttl=ttl)
+            else:
+                store.put(store_key, [result, time.time() + fresh_for], ttl=store_ttl)
             return result
 
+        def refresh_or_serve_stale(
+            store_key: str, cached: list[Any], args: Any, kwargs: Any
+        ) -> Any:
+            # The entry is stale but alive. One try at the lock, never a wait: the winner
+            # refreshes, everyone else returns the stale result now.
+            if store.readonly:
+                count("hits")
+                return cached[0]
+            guard = _KeyGuard(store, store_key)
+            try:
+                if guard.try_acquire():
+                    # Another process may have refreshed it between our read and the lock.
+                    current = get(store_key, _MISSING)
+                    if _is_fresh(current):
+                        count("hits")
+                        return current[0]
+                    return compute_and_store(store_key, args, kwargs)
+            finally:
+                guard.close()
+            count("hits")
+            return cached[0]
+
         get = store.get
+        now = time.time
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -515,16 +597,20 @@ def memoize(
             if store_key is None:
                 store_key = cache_key(*args, **kwargs)
             cached = get(store_key, _MISSING)
-            if type(cached) is list and len(cached) == 1:  # _is_entry, inlined on the hit path
-                counts["hits"] += 1
-                totals["memoize_hits"] = totals.get("memoize_hits", 0) + 1
-                return cached[0]
+            if type(cached) is list:  # _is_fresh, inlined on the hit path
+                size = len(cached)
+                if size == 1 or (size == 2 and type(cached[1]) is float and now() < cached[1]):
+                    counts["hits"] += 1
+                    totals["memoize_hits"] = totals.get("memoize_hits", 0) + 1
+                    return cached[0]
+                if stale is not None and _is_entry(cached):
+                    return refresh_or_serve_stale(store_key, cached, args, kwargs)
             if store.readonly:
                 count("misses")
                 return func(*args, **kwargs)
             guard = _KeyGuard(store, store_key)
             try:
-                found, value = guard.wait()
+                found, value = guard.wait(accept_stale=stale is not None)
                 if found:
                     count("hits")
                     return value

@@ -284,6 +284,14 @@ class Store(_MutableMapping[str | bytes, Any]):
         if words[_RETIRED_W] and self._reopen_path():
             return
         a, b = META_OFFSETS
+        # The common case first: generation g's meta is in slot g % 2, intact, and the word did
+        # not move while we read it.
+        g = words[_GEN_W]
+        start = b if g & 1 else a
+        meta = Meta.decode(mm[start : start + META_SIZE])
+        if meta is not None and meta.gen == g and words[_GEN_W] == g:
+            self._install(meta)
+            return
         meta = None
         for spin in range(_REFRESH_SPINS):
             g = words[_GEN_W]
@@ -345,7 +353,8 @@ class Store(_MutableMapping[str | bytes, Any]):
                     self._cache.clear()
                     self._cache_used = 0
             self._meta = meta
-            self._view = (table_base(meta.index_offset), cap - 1, 33 - cap.bit_length())
+            if old is None or old.index_offset != meta.index_offset or old.index_capacity != cap:
+                self._view = (table_base(meta.index_offset), cap - 1, 33 - cap.bit_length())
             self._gen = meta.gen
         if len(self._history) > 256:
             self._history.clear()
@@ -787,9 +796,6 @@ class Store(_MutableMapping[str | bytes, Any]):
 
     # ------------------------------------------------------------------ the mapping: writes
 
-    def __setitem__(self, key: str | bytes, value: Any) -> None:
-        self.put(key, value)
-
     def put(self, key: str | bytes, value: Any, *, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; with ``ttl`` seconds, the key expires after that."""
         # The common key and value types are encoded inline: this is the hot path of a
@@ -816,6 +822,8 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._leave_write(failed=True, wrote=False)
             raise
         self._leave_write(failed=False)
+
+    __setitem__ = put  # db[key] = value is put() itself: one call less on the hot path
 
     def __delitem__(self, key: str | bytes) -> None:
         kt, kb = encode_key(key)
