@@ -33,6 +33,7 @@ from .log import (
     split_body,
     total_size,
 )
+from .reading import locate
 
 if TYPE_CHECKING:
     from .store import Store
@@ -71,7 +72,7 @@ def undo_dead_commit(store: Store) -> None:
             except CorruptionError:
                 break
             kb, _ = split_body(body, hdr)
-            slot, found, _ = store._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
+            slot, found, _ = locate(store, hdr[H_KTYPE], kb, hdr[H_HASH])
             if found == off:
                 prev = hdr[H_PREV]
                 undo.append((slot, slot_word(hdr[H_HASH], prev) if prev else 0))
@@ -108,7 +109,7 @@ def redo_last_commit(store: Store) -> None:
                 continue
             body = checked_body(store._mm, off, hdr)
             kb, _ = split_body(body, hdr)
-            slot, found, _ = store._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
+            slot, found, _ = locate(store, hdr[H_KTYPE], kb, hdr[H_HASH])
             if found < off:
                 stale.append((hdr, kb, off))
     except CorruptionError as exc:
@@ -127,7 +128,7 @@ def redo_last_commit(store: Store) -> None:
         if store._words[_GEN_W] != store._gen:
             store._refresh()
         for hdr, kb, off in stale:
-            slot, found, _ = store._locate(hdr[H_KTYPE], kb, hdr[H_HASH])
+            slot, found, _ = locate(store, hdr[H_KTYPE], kb, hdr[H_HASH])
             if found < off:
                 base, mask, _ = store._view
                 if found:

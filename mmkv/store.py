@@ -17,7 +17,6 @@ How a read stays consistent without a lock (the full argument is in
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import struct
 import threading
@@ -27,8 +26,6 @@ import zlib
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
 from collections.abc import MutableMapping as _MutableMapping
 from typing import Any, TypeVar
-
-import msgpack
 
 from . import builder
 from .codec import decode_key, encode_key, encode_value
@@ -65,21 +62,30 @@ from .locking import WriterLock
 from .log import (
     H_EXP,
     H_GEN,
-    H_HASH,
     H_KIND,
     H_KLEN,
     H_KTYPE,
-    H_PREV,
     H_VLEN,
     H_VTYPE,
     Header,
-    checked_body,
     read_header,
     scan,
-    split_body,
     total_size,
 )
 from .mmfile import MappedFile
+from .reading import ABSENT as _ABSENT
+from .reading import MISSING as _MISSING
+from .reading import (
+    at_generation,
+    fetch_general,
+    forget_written,
+    locate,
+    payload,
+    snapshot,
+)
+from .reading import (
+    unpackb as _unpackb,
+)
 from .recovery import redo_last_commit, undo_dead_commit
 from .txn import FLUSH_BYTES, P_KIND, P_OFF, Txn, evict, flush, publish
 
@@ -88,14 +94,11 @@ _SYNCED_W = OFF_SYNCED // 8
 _RETIRED_W = OFF_RETIRED // 8
 _DURABILITY = ("async", "sync")
 _unpack_header = RECORD.unpack_from
-_MISSING = object()
-_ABSENT = object()  # a cached miss
 _time = time.time
 _get_ident = threading.get_ident
 _crc32 = zlib.crc32
 _pack_body = struct.Struct(RECORD.format[:1] + RECORD.format[2:]).pack  # a record minus its crc
 _PADS = [b"\0" * n for n in range(8)]
-_unpackb = functools.partial(msgpack.unpackb, raw=False, strict_map_key=False)
 DEFAULT_CACHE_BYTES = 32 << 20
 _REFRESH_SPINS = 1000
 _COMPACT_MIN_WASTE = 1 << 20
@@ -348,7 +351,7 @@ class Store(_MutableMapping[str | bytes, Any]):
                     for kt, kb in written:
                         cache.pop(kb.decode("utf-8") if kt == KEY_STR else kb, None)
                 elif old is not None and old.log_end <= end:
-                    self._forget_written(old.log_end, end)
+                    forget_written(self, old.log_end, end)
                 else:
                     self._cache.clear()
                     self._cache_used = 0
@@ -359,31 +362,6 @@ class Store(_MutableMapping[str | bytes, Any]):
         if len(self._history) > 256:
             self._history.clear()
         self._history[meta.gen] = end
-
-    def _forget_written(self, start: int, end: int) -> None:
-        """Drop the cache entries of every key written in ``[start, end)`` (lock held)."""
-        cache = self._cache
-        if end - start > 1 << 22:
-            cache.clear()
-            self._cache_used = 0
-            return
-        mm = self._mm
-        try:
-            for off, hdr in scan(mm, start, end):
-                if hdr[H_KIND] != TABLE:
-                    kb = mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
-                    if hdr[H_KTYPE] == KEY_STR:
-                        try:
-                            cache.pop(kb.decode("utf-8"), None)
-                        except UnicodeDecodeError:
-                            cache.clear()  # damage: let the reads find and report it
-                            self._cache_used = 0
-                            return
-                    else:
-                        cache.pop(kb, None)
-        except CorruptionError:
-            cache.clear()
-            self._cache_used = 0
 
     def _remap_to(self, end: int) -> None:
         """Map more of the file: a record past our mapping was written after we mapped it."""
@@ -406,41 +384,6 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._mm = self._file.mm
             return read_header(self._mm, self._file.size, offset)
 
-    def _locate(self, kt: int, kb: bytes, h: int) -> tuple[int, int, Header | None]:
-        """``(slot, offset, header)`` of the key's newest record in the current table.
-
-        ``(empty slot, 0, None)`` when the table has no slot for the key. Reads the newest
-        record whatever its generation; callers apply visibility.
-        """
-        words = self._words
-        base, mask, shift = self._view
-        tag = h & TAG_MASK
-        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
-        klen = len(kb)
-        for _ in range(mask + 1):
-            word = words[base + i]
-            if word == 0:
-                return i, 0, None
-            if word >> SLOT_OFFSET_BITS == tag:
-                off = (word & SLOT_OFFSET_MASK) << 3
-                try:
-                    hdr = self._header_at(off)
-                    if (
-                        hdr[H_HASH] == h
-                        and hdr[H_KLEN] == klen
-                        and hdr[H_KTYPE] == kt
-                        and self._mm[off + RECORD_SIZE : off + RECORD_SIZE + klen] == kb
-                    ):
-                        return i, off, hdr
-                except CorruptionError:
-                    if words[base + i] == word:
-                        raise
-                    return self._locate(kt, kb, h)  # the slot moved under us: start again
-                if words[base + i] != word:
-                    return self._locate(kt, kb, h)
-            i = (i + 1) & mask
-        raise CorruptionError("index table has no empty slot", path=self.path)
-
     def _visible(self, kt: int, kb: bytes) -> tuple[int, Header] | None:
         """The key's record visible at our generation: a live, unexpired PUT, or None."""
         if self._words[_GEN_W] != self._gen:
@@ -457,39 +400,12 @@ class Store(_MutableMapping[str | bytes, Any]):
                     return None
                 return p[P_OFF], hdr
         h = key_hash(kb, kt)
-        _, off, newest = self._locate(kt, kb, h)
-        return self._at_generation(off, newest, self._gen)
-
-    def _at_generation(self, off: int, hdr: Header | None, g: int) -> tuple[int, Header] | None:
-        """Walk the key's version chain back to the newest record of generation <= ``g``."""
-        while hdr is not None and hdr[H_GEN] > g:
-            prev = hdr[H_PREV]
-            if prev == 0:
-                return None
-            if prev >= off:
-                raise CorruptionError("record chain points forward", offset=off)
-            newer = hdr
-            off = prev
-            hdr = self._header_at(off)
-            # The newer record's crc is not checked on this path, so check that the chain
-            # stays on one key (hash, type, length; the value's crc covers the key bytes).
-            if (
-                hdr[H_HASH] != newer[H_HASH]
-                or hdr[H_KTYPE] != newer[H_KTYPE]
-                or hdr[H_KLEN] != newer[H_KLEN]
-                or hdr[H_KIND] == TABLE
-            ):
-                raise CorruptionError("record chain leaves its key", offset=off, path=self.path)
-        if hdr is None or hdr[H_KIND] != PUT:
-            return None
-        exp = hdr[H_EXP]
-        if exp and exp <= time.time():
-            return None
-        return off, hdr
+        _, off, newest = locate(self, kt, kb, h)
+        return at_generation(self, off, newest, self._gen)
 
     def _value_at(self, off: int, hdr: Header, key: object = None) -> Any:
-        vt, payload = self._payload(off, hdr, key)
-        return _unpackb(payload) if vt == VALUE_MSGPACK else payload
+        vt, data = payload(self, off, hdr, key)
+        return _unpackb(data) if vt == VALUE_MSGPACK else data
 
     # ------------------------------------------------------------------ the mapping: reads
 
@@ -605,7 +521,7 @@ class Store(_MutableMapping[str | bytes, Any]):
                             pass  # damaged: the general path raises CorruptionError for it
                         break
                     i = (i + 1) & mask
-        return self._fetch_general(key, default)
+        return fetch_general(self, key, default)
 
     def _cache_result(self, key: object, g: int, entry: Any, value: Any) -> Any:
         """Remember ``entry`` for ``key`` (read at generation ``g``) and return ``value``."""
@@ -621,126 +537,8 @@ class Store(_MutableMapping[str | bytes, Any]):
             raise KeyError(key)
         return value
 
-    def _fetch_general(self, key: object, default: Any) -> Any:
-        """The general read: transactions, key types, version chains, damage reporting."""
-        kt, kb = encode_key(key)
-        if self._words[2] != self._gen:
-            self._refresh()
-        g = self._gen
-        txn = self._txn
-        cacheable = txn is None and (type(key) is str or type(key) is bytes)
-        found = None
-        if txn is not None and txn.thread == threading.get_ident():
-            flush(self, txn)
-            p = txn.pending.get((kt, kb))
-            if p is not None:
-                hdr = self._header_at(p[P_OFF])
-                found = self._at_generation(p[P_OFF], hdr, txn.gen) if p[P_KIND] == PUT else None
-                return self._decoded(key, found, default)
-        _, off, newest = self._locate(kt, kb, key_hash(kb, kt))
-        found = self._at_generation(off, newest, g)
-        if not cacheable:
-            return self._decoded(key, found, default)
-        if found is None:
-            return self._cache_result(key, g, _ABSENT, default)
-        off, hdr = found
-        vt, payload = self._payload(off, hdr, key)
-        value = _unpackb(payload) if vt == VALUE_MSGPACK else payload
-        return self._cache_result(key, g, (vt, payload, hdr[H_EXP]), value)
-
-    def _decoded(self, key: object, found: tuple[int, Header] | None, default: Any) -> Any:
-        if found is None:
-            if default is _MISSING:
-                raise KeyError(key)
-            return default
-        vt, payload = self._payload(found[0], found[1], key)
-        return _unpackb(payload) if vt == VALUE_MSGPACK else payload
-
-    def _payload(self, off: int, hdr: Header, key: object) -> tuple[int, Any]:
-        """``(value_type, payload)``: bytes/str values as returned, msgpack values as bytes."""
-        try:
-            body = checked_body(self._mm, off, hdr)
-        except CorruptionError:
-            raise CorruptionError(
-                "record checksum mismatch", offset=off, key=key, path=self.path
-            ) from None
-        _, vb = split_body(body, hdr)
-        vt = hdr[H_VTYPE]
-        try:
-            if vt == VALUE_STR:
-                return vt, vb.decode("utf-8")
-            if vt == VALUE_MSGPACK:
-                _unpackb(vb)  # a damaged value must fail here, not in the caller's hands later
-                return vt, vb
-            if vt == VALUE_BYTES:
-                return vt, vb
-        except Exception as exc:  # msgpack and the codec raise several types on bad bytes
-            raise CorruptionError(
-                f"undecodable value: {exc}", offset=off, key=key, path=self.path
-            ) from None
-        raise CorruptionError(f"unknown value type {vt}", offset=off, key=key, path=self.path)
-
-    def _snapshot(self) -> list[tuple[int, bytes, int, Header]]:
-        """``(key_type, key_bytes, offset, header)`` of every visible key, at one generation."""
-        if self._words[_GEN_W] != self._gen:
-            self._refresh()
-        g = self._gen
-        words = self._words
-        base, mask, _ = self._view
-        out = []
-        seen: set[tuple[int, bytes]] = set()
-        txn = self._txn
-        mine = txn is not None and txn.thread == threading.get_ident()
-        if mine:
-            assert txn is not None
-            flush(self, txn)
-            words = self._words  # the flush may have grown the file
-        for i in range(base, base + mask + 1):
-            word = words[i]
-            if not word:
-                continue
-            off, hdr, kb = self._slot_record(i, word)
-            kt = hdr[H_KTYPE]
-            if mine:
-                assert txn is not None
-                seen.add((kt, kb))
-                p = txn.pending.get((kt, kb))
-                if p is not None:
-                    if p[P_KIND] == PUT:
-                        phdr = self._header_at(p[P_OFF])
-                        if not (phdr[H_EXP] and phdr[H_EXP] <= time.time()):
-                            out.append((kt, kb, p[P_OFF], phdr))
-                    continue
-            found = self._at_generation(off, hdr, g)
-            if found is not None:
-                out.append((kt, kb, found[0], found[1]))
-        if mine:
-            assert txn is not None
-            now = time.time()
-            for (kt, kb), p in txn.pending.items():
-                if (kt, kb) not in seen and p[P_KIND] == PUT:
-                    phdr = self._header_at(p[P_OFF])
-                    if not (phdr[H_EXP] and phdr[H_EXP] <= now):
-                        out.append((kt, kb, p[P_OFF], phdr))
-        return out
-
-    def _slot_record(self, i: int, word: int) -> tuple[int, Header, bytes]:
-        """``(offset, header, key bytes)`` of the record slot word ``i`` names, checksummed."""
-        for _ in range(3):
-            off = (word & SLOT_OFFSET_MASK) << 3
-            try:
-                hdr = self._header_at(off)
-                body = checked_body(self._mm, off, hdr)
-                return off, hdr, body[RECORD_SIZE - 4 : RECORD_SIZE - 4 + hdr[H_KLEN]]
-            except CorruptionError:
-                fresh = self._words[i]
-                if fresh == word or not fresh:
-                    raise
-                word = fresh  # re-pointed by a writer repairing a dead one: look again
-        raise CorruptionError("index slot keeps changing", offset=i * 8, path=self.path)
-
     def __iter__(self) -> Iterator[str | bytes]:
-        for kt, kb, _, _ in self._snapshot():
+        for kt, kb, _, _ in snapshot(self):
             yield decode_key(kt, kb)
 
     def __len__(self) -> int:
@@ -750,7 +548,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._txn is None or self._txn.thread != threading.get_ident()
         ):
             return self._meta.key_count
-        return len(self._snapshot())
+        return len(snapshot(self))
 
     def items(self) -> Any:
         return _ItemsView(self)
@@ -759,7 +557,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         return _ValuesView(self)
 
     def _items(self) -> Iterator[tuple[str | bytes, Any]]:
-        for kt, kb, off, hdr in self._snapshot():
+        for kt, kb, off, hdr in snapshot(self):
             key = decode_key(kt, kb)
             yield key, self._value_at(off, hdr, key)
 
@@ -784,12 +582,12 @@ class Store(_MutableMapping[str | bytes, Any]):
                 if p is not None:
                     if p[P_KIND] == PUT:
                         hdr = self._header_at(p[P_OFF])
-                        found = self._at_generation(p[P_OFF], hdr, txn.gen)
+                        found = at_generation(self, p[P_OFF], hdr, txn.gen)
                         if found is not None:
                             out[key] = self._value_at(found[0], found[1], key)
                     continue
-            _, off, newest = self._locate(kt, kb, key_hash(kb, kt))
-            found = self._at_generation(off, newest, g)
+            _, off, newest = locate(self, kt, kb, key_hash(kb, kt))
+            found = at_generation(self, off, newest, g)
             if found is not None:
                 out[key] = self._value_at(found[0], found[1], key)
         return out
@@ -876,7 +674,7 @@ class Store(_MutableMapping[str | bytes, Any]):
     def clear(self) -> None:
         """Delete every key atomically."""
         with self._writing():
-            for kt, kb, _, _ in self._snapshot():
+            for kt, kb, _, _ in snapshot(self):
                 self._stage(DELETE, kt, kb, VALUE_BYTES, b"", 0.0)
 
     def __eq__(self, other: object) -> bool:
@@ -1121,7 +919,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             now = time.time()
             live_now = 0
             keys = 0
-            for _, _, _, hdr in self._snapshot():
+            for _, _, _, hdr in snapshot(self):
                 if not (hdr[H_EXP] and hdr[H_EXP] <= now):
                     keys += 1
                     live_now += total_size(hdr)
