@@ -1,5 +1,5 @@
 """Fixtures of the benchmark suite: peers that skip with a reason, preloaded stores copied from
-templates built once per session, and the timing helper that records ops/s."""
+templates built once per session, and the timing function that records ops/s."""
 
 from __future__ import annotations
 
