@@ -18,6 +18,7 @@ import traceback
 from typing import Any
 
 import mmkv
+from mmkv.memoize import memoize
 
 #: The longest a child waits for anything, and how long a "hanging" computation sleeps
 #: (it is always killed long before it wakes).
@@ -101,6 +102,59 @@ def call(
             barrier.wait(SIGNAL_TIMEOUT)
         if calling_log is not None:
             record(calling_log, str(os.getpid()))
+        result = compute(arg)
+        return {
+            "pid": os.getpid(),
+            "key": compute.cache_key(arg),
+            "result": result,
+            "info": tuple(compute.cache_info()),
+        }
+
+
+def make_stale_compute(
+    db: mmkv.Store,
+    log_path: str,
+    *,
+    ttl: float,
+    stale: float,
+    gate: Any = None,
+    work: float = 0.0,
+) -> Any:
+    """The shared function memoized with ``stale=``; logs ``<pid> start|end <x>`` lines.
+
+    ``gate`` (an Event) holds the computation between its two lines until it is set, so a
+    test knows a refresh is under way for as long as it likes; ``work`` makes it take that long.
+    """
+
+    @memoize(db, ttl=ttl, stale=stale)
+    def stale_compute(x: Any) -> dict[str, Any]:
+        record(log_path, f"{os.getpid()} start {x}")
+        if gate is not None and not gate.wait(SIGNAL_TIMEOUT):
+            raise TimeoutError("the gate of the computation was never opened")
+        if work:
+            time.sleep(work)
+        record(log_path, f"{os.getpid()} end {x}")
+        return {"x": x, "pid": os.getpid()}
+
+    return stale_compute
+
+
+def stale_call(
+    path: str,
+    log_path: str,
+    arg: Any,
+    *,
+    ttl: float,
+    stale: float,
+    gate: Any = None,
+    work: float = 0.0,
+    barrier: Any = None,
+) -> dict[str, Any]:
+    """Open the store, call the ``stale=`` function once, report what happened."""
+    with mmkv.open(path, lock_timeout=30.0) as db:
+        compute = make_stale_compute(db, log_path, ttl=ttl, stale=stale, gate=gate, work=work)
+        if barrier is not None:
+            barrier.wait(SIGNAL_TIMEOUT)
         result = compute(arg)
         return {
             "pid": os.getpid(),
