@@ -33,6 +33,7 @@ from .errors import ClosedError, CorruptionError, Error, ReadOnlyError
 from .format import (
     DELETE,
     HEADER_SIZE,
+    KEY_BYTES,
     KEY_STR,
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
@@ -461,8 +462,13 @@ class Store(_MutableMapping[str | bytes, Any]):
         The common case (no transaction, the key's newest record committed, a live PUT, inside
         our mapping, checksum good) is inlined here; anything else takes the general path.
         """
-        if type(key) is str and key.isascii() and self._txn is None:
-            kb = key.encode()
+        kt = -1
+        if self._txn is None:
+            if type(key) is str and key.isascii():
+                kt, kb = KEY_STR, key.encode()
+            elif type(key) is bytes:
+                kt, kb = KEY_BYTES, key
+        if kt >= 0:
             klen = len(kb)
             if klen <= MAX_KEY_BYTES:
                 words = self._words
@@ -470,7 +476,7 @@ class Store(_MutableMapping[str | bytes, Any]):
                     self._refresh()
                     words = self._words
                 g = self._gen
-                h = _crc32(kb, KEY_STR)
+                h = _crc32(kb, kt)
                 mm = self._mm
                 base, mask, shift = self._view
                 limit = self._file.size
@@ -487,7 +493,7 @@ class Store(_MutableMapping[str | bytes, Any]):
                         hdr = _unpack_header(mm, off)
                         if (
                             hdr[H_KLEN] != klen
-                            or hdr[H_KTYPE] != KEY_STR
+                            or hdr[H_KTYPE] != kt
                             or mm[off + RECORD_SIZE : off + RECORD_SIZE + klen] != kb
                         ):
                             if words[base + i] != word:
@@ -602,6 +608,8 @@ class Store(_MutableMapping[str | bytes, Any]):
             kt, kb = KEY_STR, key.encode()
             if len(kb) > MAX_KEY_BYTES:
                 raise ValueError(f"key is {len(kb)} bytes; the largest key is {MAX_KEY_BYTES}")
+        elif type(key) is bytes and len(key) <= MAX_KEY_BYTES:
+            kt, kb = KEY_BYTES, key
         else:
             kt, kb = encode_key(key)
         if type(value) is bytes and len(value) <= MAX_VALUE_BYTES:
@@ -995,18 +1003,23 @@ class Store(_MutableMapping[str | bytes, Any]):
     # ------------------------------------------------------------------ caching helpers
 
     def memoize(
-        self, ttl: float | None = None, key: Callable[..., Any] | None = None
+        self,
+        ttl: float | None = None,
+        key: Callable[..., Any] | None = None,
+        *,
+        stale: float | None = None,
     ) -> Callable[[F], F]:
         """Cache a function's results in this store, shared by every process.
 
         Keys derive from the function's qualified name and a deterministic encoding of its
         arguments (never ``hash()`` or pickle); concurrent misses in several processes compute
-        once while the others wait, at most ``lock_timeout`` seconds. The wrapper has
-        ``cache_key()``, ``invalidate()`` and ``cache_clear()``.
+        once while the others wait, at most ``lock_timeout`` seconds. With ``stale=S`` (needs
+        ``ttl``), a result past its ttl is still served for S seconds while one caller
+        refreshes it. The wrapper has ``cache_key()``, ``invalidate()`` and ``cache_clear()``.
         """
         from .memoize import memoize
 
-        return memoize(self, ttl=ttl, key=key)
+        return memoize(self, ttl=ttl, key=key, stale=stale)
 
     # ------------------------------------------------------------------ lifecycle
 

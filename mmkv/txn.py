@@ -15,6 +15,7 @@ writer lock; only ``store.py`` calls them.
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 import time
@@ -55,6 +56,7 @@ _unpack_header = RECORD.unpack_from
 _crc32 = zlib.crc32
 _pack_body = struct.Struct(RECORD.format[:1] + RECORD.format[2:]).pack  # a record minus its crc
 _PADS = [b"\0" * n for n in range(8)]
+_PWRITE_BYTES = 32 << 10
 
 
 # A key the open transaction has written to the log is a tuple (a class costs more to build on
@@ -146,7 +148,13 @@ def flush(store: Store, txn: Txn) -> None:
         if pos > MAX_FILE_BYTES:
             raise ValueError(f"the store would pass its largest size, {MAX_FILE_BYTES} bytes")
         store._grow(pos)  # raises OSError (disk full) before anything is written
-    store._mm[start:pos] = b"".join(parts)
+    data = b"".join(parts)
+    if pos - start >= _PWRITE_BYTES:
+        # Large batches go through the page cache with pwrite: writing them through the map
+        # would first fault in every fresh page. The map sees the same pages (one page cache).
+        os.pwrite(store._file.fd, data, start)
+    else:
+        store._mm[start:pos] = data
     pending.update(placed)
     buffer.clear()
     txn.buffered = 0

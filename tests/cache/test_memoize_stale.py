@@ -375,3 +375,21 @@ def test_past_ttl_plus_stale_processes_racing_on_the_key_compute_it_once(
     results = [report["result"] for report in reports.values()]
     assert results == [{"x": "k", "pid": computer_pid}] * 3
     assert sorted(report["info"] for report in reports.values()) == [(0, 1), (1, 0), (1, 0)]
+
+
+def test_store_memoize_forwards_the_stale_option(tmp_path: Path) -> None:
+    """``db.memoize(ttl=..., stale=...)`` is the module's stale-capable memoize."""
+    with mmkv.open(tmp_path / "fwd.mmkv") as db:
+        calls = []
+
+        @db.memoize(ttl=60, stale=60)
+        def square(x: int) -> int:
+            calls.append(x)
+            return x * x
+
+        assert square(3) == 9 and square(3) == 9
+        assert calls == [3]
+        entry = db[square.cache_key(3)]
+        assert len(entry) == 2 and entry[0] == 9
+        with pytest.raises(ValueError):
+            db.memoize(stale=5)
