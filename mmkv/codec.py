@@ -37,7 +37,8 @@ def encode_key(key: object) -> tuple[int, bytes]:
         kb = cast(bytes, key)
         kt = KEY_BYTES
     elif isinstance(key, str):
-        return encode_key(str(key))
+        # A str subclass (a StrEnum member, say) is the string it equals, not its str().
+        return encode_key(str.__str__(key))
     elif isinstance(key, bytes):
         return encode_key(bytes(key))
     else:
@@ -74,7 +75,7 @@ def encode_value(value: object) -> tuple[int, bytes]:
         except UnicodeEncodeError as exc:
             raise ValueError(f"value cannot be encoded as UTF-8: {exc}") from None
     else:
-        if t is dict or t is list or t is tuple:
+        if isinstance(value, (dict, list, tuple)):  # subclasses too: OrderedDict, namedtuple
             _check_map_keys(value)
         try:
             vt, vb = VALUE_MSGPACK, _packb(value)

@@ -278,7 +278,7 @@ def publish(store: Store, txn: Txn) -> None:
     index_offset, capacity, used = meta.index_offset, meta.index_capacity, meta.index_used
     grow = (used + new_slots) * 2 > capacity
     if grow:
-        index_offset, capacity, used = build_table(store, txn, keys + new_slots)
+        index_offset, capacity, used = build_table(store, txn, keys)
     if store._sync:
         store._file.sync(meta.log_end, txn.pos)
     words = store._words
@@ -333,9 +333,14 @@ def publish(store: Store, txn: Txn) -> None:
 
 
 def build_table(store: Store, txn: Txn, expected_keys: int) -> tuple[int, int, int]:
-    """Rehash the committed index into a larger table appended to the log."""
+    """Rehash the committed index into a new table appended to the log.
+
+    Sized for twice the keys expected after the commit, so at most a quarter full: keys whose
+    newest record is a tombstone are dropped on the way, so under churn (deletes, evictions)
+    the new table may be no larger than the old one, or smaller, rather than always doubling.
+    """
     meta = txn.meta
-    capacity = capacity_for(max(expected_keys, 1), max(MIN_INDEX_CAPACITY, meta.index_capacity * 2))
+    capacity = capacity_for(max(2 * expected_keys, 1), MIN_INDEX_CAPACITY)
     offset = txn.pos
     size = table_bytes(capacity)
     if offset + size > store._file.size:
