@@ -97,8 +97,12 @@ class WriterLock:
         self.held = False
 
     def close(self) -> None:
+        """Release and close; a second call does nothing (the descriptor number may be reused)."""
+        if self._fd < 0:
+            return
         self.release()
+        fd, self._fd = self._fd, -1
         try:
-            os.close(self._fd)
+            os.close(fd)
         except OSError:
             pass

@@ -131,7 +131,10 @@ class MappedFile:
                 mm.close()
             except (BufferError, ValueError):
                 pass  # a stray view still holds it; the map goes when that view does
+        fd, self.fd = self.fd, -1
+        if fd < 0:
+            return  # closed already: the number may belong to another file by now
         try:
-            os.close(self.fd)
+            os.close(fd)
         except OSError:
             pass
