@@ -6,7 +6,6 @@ back from the store equal and with the same types (tuples come back as lists).
 
 from __future__ import annotations
 
-import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,28 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mmkv
-
-INT_MIN, INT_MAX = -(2**63), 2**64 - 1
-
-
-def typed(obj: Any) -> Any:
-    """A form of ``obj`` that compares equal only when the types match too."""
-    if isinstance(obj, float):
-        return ("float", "nan" if math.isnan(obj) else obj.hex())
-    if isinstance(obj, (list, tuple)):
-        return (type(obj).__name__, [typed(item) for item in obj])
-    if isinstance(obj, dict):
-        return ("dict", sorted(((typed(k), typed(v)) for k, v in obj.items()), key=repr))
-    return (type(obj).__name__, obj)
-
-
-def as_stored(obj: Any) -> Any:
-    """What ``obj`` should come back as: tuples become lists, at any depth."""
-    if isinstance(obj, (list, tuple)):
-        return [as_stored(item) for item in obj]
-    if isinstance(obj, dict):
-        return {k: as_stored(v) for k, v in obj.items()}
-    return obj
+from tests.typed_values import INT_MAX, INT_MIN, as_stored, typed
 
 
 def fits(key: str | bytes) -> bool:

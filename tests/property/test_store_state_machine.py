@@ -6,7 +6,6 @@ have a ``generation`` that grew with each commit and stayed put otherwise.
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,28 +17,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 import mmkv
+from tests.typed_values import as_stored, typed
 
 Key = str | bytes
-
-
-def typed(obj: Any) -> Any:
-    """A form of ``obj`` that compares equal only when the types match too."""
-    if isinstance(obj, float):
-        return ("float", "nan" if math.isnan(obj) else obj.hex())
-    if isinstance(obj, (list, tuple)):
-        return (type(obj).__name__, [typed(item) for item in obj])
-    if isinstance(obj, dict):
-        return ("dict", sorted(((typed(k), typed(v)) for k, v in obj.items()), key=repr))
-    return (type(obj).__name__, obj)
-
-
-def as_stored(obj: Any) -> Any:
-    """What ``obj`` should come back as: tuples become lists, at any depth."""
-    if isinstance(obj, (list, tuple)):
-        return [as_stored(item) for item in obj]
-    if isinstance(obj, dict):
-        return {k: as_stored(v) for k, v in obj.items()}
-    return obj
 
 
 # A few fixed keys (including str/bytes twins) make collisions, overwrites and deletes of
