@@ -14,6 +14,7 @@ from .format import (
     HEADER_SIZE,
     META_OFFSETS,
     META_SIZE,
+    OFF_GENERATION,
     PUT,
     RECORD_SIZE,
     SLOT_OFFSET_MASK,
@@ -111,6 +112,9 @@ def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
         found.append((off, hdr, (hdr[H_KTYPE], kb), vb, not seen_damage))
         off += total_size(hdr)
 
+    if valid and off == limit:
+        found.extend(_unlisted_commit(mm, size, limit, max(valid, key=lambda m: m.gen)))
+
     # Past the first damage, the scan resynchronises 8 bytes at a time and may land inside a
     # damaged record's value, which can hold anything, a copy of another store included. Such
     # records are kept only when the store itself names them: a slot of its index, or the
@@ -179,6 +183,40 @@ def _confirmed_end(mm: mmap.mmap, limit: int, off: int) -> int:
     if after[H_KIND] == TABLE and not table_header_ok(mm, nxt, after):
         return 0
     return nxt
+
+
+PREAMBLE_END = OFF_GENERATION + 8
+
+
+def _unlisted_commit(mm: mmap.mmap, size: int, start: int, newest: Meta) -> list[Any]:
+    """Records of a commit that was published but whose meta slot is damaged.
+
+    The generation word names the newest published commit; when it is one past the newest
+    valid meta, that commit's records lie right after that meta's log, all of that generation.
+    They were acknowledged, so they are kept, and nothing after them.
+    """
+    if size < PREAMBLE_END:
+        return []
+    word = int.from_bytes(mm[OFF_GENERATION : OFF_GENERATION + 8], "little")
+    if word != newest.gen + 1:
+        return []
+    out: list[Any] = []
+    off = start
+    while off + RECORD_SIZE <= size:
+        try:
+            hdr = read_header(mm, size, off)
+            if hdr[H_GEN] != word:
+                break
+            if hdr[H_KIND] == TABLE:
+                if not table_header_ok(mm, off, hdr):
+                    break
+            else:
+                kb, vb = split_body(checked_body(mm, off, hdr), hdr)
+                out.append((off, hdr, (hdr[H_KTYPE], kb), vb, True))
+        except CorruptionError:
+            break
+        off += total_size(hdr)
+    return out
 
 
 def _slot_targets(mm: mmap.mmap, size: int, metas: list[Meta]) -> set[int] | None:

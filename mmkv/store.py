@@ -305,9 +305,9 @@ class Store(_MutableMapping[str | bytes, Any]):
                 meta = m0
             elif m1 is not None and m1.gen == g:
                 meta = m1
-            elif spin > 20 or g == 0:
-                # No meta matches: a torn header after power loss or damage, not a race.
-                # Never one newer than the word: that commit was written but not published.
+            elif spin > 20 and words[_RETIRED_W]:
+                # A compaction retired this file and moved its word past every meta in it (to
+                # wake readers): the newest meta not newer than the word is this file's state.
                 valid = [m for m in (m0, m1) if m is not None and m.gen <= g]
                 if valid:
                     meta = max(valid, key=lambda m: m.gen)
@@ -315,7 +315,14 @@ class Store(_MutableMapping[str | bytes, Any]):
                 break
             meta = None
         if meta is None:
-            raise CorruptionError("no valid meta slot in the header", offset=a, path=self.path)
+            # Not a race (a writer publishes a meta before the word that names it): the meta of
+            # the newest published commit is damaged. Reading the older one would silently
+            # serve older values, and a writer would overwrite that commit's records.
+            raise CorruptionError(
+                f"the meta slot of the newest commit (generation {words[_GEN_W]}) is damaged",
+                offset=a,
+                path=self.path,
+            )
         self._install(meta)
 
     def _install(self, meta: Meta, written: Mapping[tuple[int, bytes], Any] | None = None) -> None:
@@ -789,10 +796,11 @@ class Store(_MutableMapping[str | bytes, Any]):
         """Holding the lock: follow a compaction, load the newest meta, repair a dead writer."""
         if self._words[_RETIRED_W] and not self._reopen_path():
             # Our file is still at the path: a compaction died before its rename. It had
-            # bumped the generation word to wake readers; put it back on the newest meta.
-            self._words[_RETIRED_W] = 0
+            # bumped the generation word to wake readers; put it back on the newest meta, and
+            # only then un-retire the file, so no reader meets a word that names no meta.
             self._refresh()
             self._words[_GEN_W] = self._gen
+            self._words[_RETIRED_W] = 0
         if self._words[_GEN_W] != self._gen:
             self._refresh()
         meta = self._meta

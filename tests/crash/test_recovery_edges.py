@@ -144,3 +144,31 @@ def _die_before_rename(path: str) -> None:
 
     os.replace = die  # type: ignore[assignment]  # the retired and generation words are set
     db.compact()
+
+
+def test_a_damaged_newest_meta_slot_is_reported_not_rolled_back(tmp_path: Path) -> None:
+    """With the newest commit's meta slot damaged, no open serves the older state (which
+    would silently lose that acknowledged commit); recover() brings the commit back."""
+    from mmkv.format import META_OFFSETS
+
+    path = tmp_path / "s.mmkv"
+    with mmkv.open(path) as db:
+        db["a"] = 1
+        db["b"] = 2
+        with db.transaction():
+            db["a"] = 10
+            db["c"] = 3
+        newest = db.generation
+    with open(path, "r+b") as f:
+        f.seek(META_OFFSETS[newest % 2] + 8)
+        byte = f.read(1)
+        f.seek(META_OFFSETS[newest % 2] + 8)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    for readonly in (True, False):
+        with pytest.raises(mmkv.CorruptionError):
+            mmkv.open(path, readonly=readonly)
+    report = mmkv.recover(path, tmp_path / "new.mmkv")
+    assert report["recovered"] == 3
+    with mmkv.open(tmp_path / "new.mmkv") as db:
+        db.verify()
+        assert dict(db.items()) == {"a": 10, "b": 2, "c": 3}
