@@ -5,7 +5,7 @@ finds the newest record the index names (:func:`locate`), walks that key's versi
 past records of newer generations (:func:`at_generation`), and checks the record's checksum
 before decoding its value (:func:`payload`). ``docs/explanation/concurrency.rst`` argues why
 what it returns is always one committed state. The hot single-key read of a str key is inlined
-in ``Store._fetch``; these functions are the general path it falls back to, and what iteration,
+in ``Store._fetch`` (str and bytes keys); these functions are the general path it falls back to, and what iteration,
 ``get_many``, transactions, recovery and verification use.
 """
 
