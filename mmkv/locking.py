@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
+from typing import Literal
 
 import filelock
 
@@ -32,6 +34,7 @@ from .errors import LockTimeout
 _EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _UN = fcntl.LOCK_UN
 _POLL_SECONDS = 0.0005
+_SPIN_SECONDS = 0.005
 
 
 class WriterLock:
@@ -52,11 +55,34 @@ class WriterLock:
         try:
             fcntl.flock(self._fd, _EX_NB)
         except BlockingIOError:
-            self._acquire_slow()
+            pass
         else:
             self.held = True
+            return
+        # Commits hold the lock for microseconds, so a contended writer usually gets it soon:
+        # retry the cheap way for a few milliseconds, backing off from 20 µs, before handing
+        # the wait (and the timeout) to filelock, whose polling is coarser and costlier.
+        start = time.monotonic()
+        spin_end = start + (
+            _SPIN_SECONDS if self.timeout is None else min(_SPIN_SECONDS, self.timeout)
+        )
+        delay = 20e-6
+        while time.monotonic() < spin_end:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.0005)
+            try:
+                fcntl.flock(self._fd, _EX_NB)
+            except BlockingIOError:
+                continue
+            self.held = True
+            return
+        left = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - start))
+        self._acquire_slow(left)
 
-    def _acquire_slow(self) -> None:
+    def _acquire_slow(self, timeout: float | Literal["own"] | None = "own") -> None:
+        """Wait through filelock, at most ``timeout`` seconds (``"own"``: the lock's own)."""
+        if timeout == "own":
+            timeout = self.timeout
         if self._filelock is None:
             self._filelock = filelock.FileLock(
                 self.lock_path,
@@ -65,7 +91,9 @@ class WriterLock:
                 thread_local=False,
             )
         try:
-            self._filelock.acquire(poll_interval=_POLL_SECONDS)
+            self._filelock.acquire(
+                timeout=-1 if timeout is None else timeout, poll_interval=_POLL_SECONDS
+            )
         except filelock.Timeout:
             raise LockTimeout(
                 f"could not acquire the writer lock {self.lock_path!r} within "
