@@ -4,9 +4,9 @@ A reader takes no lock. It works at the generation it last loaded (``store._gen`
 finds the newest record the index names (:func:`locate`), walks that key's version chain back
 past records of newer generations (:func:`at_generation`), and checks the record's checksum
 before decoding its value (:func:`payload`). ``docs/explanation/concurrency.rst`` argues why
-what it returns is always one committed state. The hot single-key read of a str key is inlined
-in ``Store._fetch`` (str and bytes keys); these functions are the general path it falls back to, and what iteration,
-``get_many``, transactions, recovery and verification use.
+what it returns is always one committed state. The hot single-key read of a str or bytes key
+is inlined in ``Store._fetch``; these functions are the general path it falls back to, and
+what iteration, ``get_many``, transactions, recovery and verification use.
 """
 
 from __future__ import annotations
@@ -174,9 +174,16 @@ def payload(store: Store, off: int, hdr: Header, key: object) -> tuple[int, Any]
     raise CorruptionError(f"unknown value type {vt}", offset=off, key=key, path=store.path)
 
 
-def snapshot(store: Store) -> list[tuple[int, bytes, int, Header]]:
-    """``(key_type, key_bytes, offset, header)`` of every visible key, at one generation."""
-    if store._words[_GEN_W] != store._gen:
+def snapshot(
+    store: Store, *, refresh: bool = True, own_writes: bool = True
+) -> list[tuple[int, bytes, int, Header]]:
+    """``(key_type, key_bytes, offset, header)`` of every visible key, at one generation.
+
+    ``refresh=False`` keeps the generation the caller already loaded (so that what it read
+    from that meta and this list describe the same state); ``own_writes=False`` leaves out
+    this thread's uncommitted writes.
+    """
+    if refresh and store._words[_GEN_W] != store._gen:
         store._refresh()
     g = store._gen
     words = store._words
@@ -184,7 +191,7 @@ def snapshot(store: Store) -> list[tuple[int, bytes, int, Header]]:
     out = []
     seen: set[tuple[int, bytes]] = set()
     txn = store._txn
-    mine = txn is not None and txn.thread == threading.get_ident()
+    mine = own_writes and txn is not None and txn.thread == threading.get_ident()
     if mine:
         assert txn is not None
         flush(store, txn)

@@ -935,7 +935,9 @@ class Store(_MutableMapping[str | bytes, Any]):
             now = time.time()
             live_now = 0
             keys = 0
-            for _, _, _, hdr in snapshot(self):
+            # The same generation as ``meta`` and committed records only: mixing two states
+            # would make the difference below meaningless (even negative).
+            for _, _, _, hdr in snapshot(self, refresh=False, own_writes=False):
                 if not (hdr[H_EXP] and hdr[H_EXP] <= now):
                     keys += 1
                     live_now += total_size(hdr)
