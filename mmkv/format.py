@@ -49,7 +49,8 @@ PUT = 1
 DELETE = 2  # a tombstone written by del/pop/clear
 EVICT = 3  # a tombstone written by the max_bytes bound
 TABLE = 4  # an index table: header, then capacity 8-byte slots (not covered by the crc)
-KINDS = (PUT, DELETE, EVICT, TABLE)
+EXPIRE = 5  # a tombstone for a key whose ttl had run out (no change: changed_since skips it)
+KINDS = (PUT, DELETE, EVICT, TABLE, EXPIRE)
 
 # Key types and value types.
 KEY_BYTES = 0

@@ -10,11 +10,9 @@ from typing import TYPE_CHECKING
 
 from .errors import CorruptionError
 from .format import (
-    DELETE,
-    EVICT,
+    KINDS,
     OFF_GENERATION,
     OFF_SYNCED,
-    PUT,
     RECORD,
     RECORD_SIZE,
     TABLE,
@@ -61,7 +59,7 @@ def undo_dead_commit(store: Store) -> None:
         if off + RECORD_SIZE > store._file.size and not map_through(store, off + RECORD_SIZE):
             break
         hdr: Header = _unpack_header(store._mm, off)
-        if hdr[H_GEN] != dead_gen or hdr[H_KIND] not in (PUT, DELETE, EVICT, TABLE):
+        if hdr[H_GEN] != dead_gen or hdr[H_KIND] not in KINDS:
             break
         end = off + total_size(hdr)
         if end > store._file.size and not map_through(store, end):

@@ -32,6 +32,7 @@ from .codec import decode_key, encode_key, encode_value
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError
 from .format import (
     DELETE,
+    EXPIRE,
     HEADER_SIZE,
     KEY_BYTES,
     KEY_STR,
@@ -103,6 +104,8 @@ _PADS = [b"\0" * n for n in range(8)]
 DEFAULT_CACHE_BYTES = 32 << 20
 _REFRESH_SPINS = 1000
 _COMPACT_MIN_WASTE = 1 << 20
+# Records that change no key: index tables, and tombstones of keys whose ttl had already run out.
+_NOT_CHANGES = (TABLE, EXPIRE)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -184,6 +187,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._cache_used = 0
         self._cache_limit = max(0, int(cache_bytes))
         self._ttl_checked = 0  # log_end when expired bytes were last measured (_should_compact)
+        self._purged_at = -1  # log_end when eviction last purged expired keys (txn.evict)
         self._file = self._open_file()
         self._closed = False
         self._attach(self._file)
@@ -257,6 +261,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._meta: Meta = None  # type: ignore[assignment]
         self._history.clear()
         self._ttl_checked = 0
+        self._purged_at = -1
         with self._cache_lock:
             self._cache.clear()
             self._cache_used = 0
@@ -989,7 +994,7 @@ class Store(_MutableMapping[str | bytes, Any]):
                 start = max(start, self._history[g])
         out: set[str | bytes] = set()
         for off, hdr in scan(self._mm, start, meta.log_end):
-            if hdr[H_KIND] != TABLE and generation < hdr[H_GEN] <= current:
+            if hdr[H_KIND] not in _NOT_CHANGES and generation < hdr[H_GEN] <= current:
                 kb = self._mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
                 out.add(decode_key(hdr[H_KTYPE], kb))
         return out

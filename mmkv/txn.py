@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from .errors import CorruptionError
 from .format import (
     EVICT,
+    EXPIRE,
     HEADER_SIZE,
     MAX_FILE_BYTES,
     META_OFFSETS,
@@ -57,6 +58,7 @@ _crc32 = zlib.crc32
 _pack_body = struct.Struct(RECORD.format[:1] + RECORD.format[2:]).pack  # a record minus its crc
 _PADS = [b"\0" * n for n in range(8)]
 _PWRITE_BYTES = 32 << 10
+_PURGE_EVERY = 1 << 20
 
 
 # A key the open transaction has written to the log is a tuple (a class costs more to build on
@@ -248,6 +250,17 @@ def evict(store: Store, txn: Txn) -> None:
     if live <= bound:
         return
     now = time.time()
+    last = store._purged_at
+    if txn.meta.ttl_count and not 0 <= last <= txn.pos < last + _PURGE_EVERY:
+        # Expired keys may lie anywhere, newer than live keys the scan below would evict:
+        # tombstone them first (EXPIRE, which changed_since does not report), at most once
+        # per _PURGE_EVERY bytes of log, since it reads the whole index.
+        store._purged_at = txn.pos
+        purge_expired(store, txn, now)
+        _, _, live, _, _, expired = effects(store, txn)
+        live -= expired
+        if live <= bound:
+            return
     off = max(txn.meta.evict_cursor, HEADER_SIZE)
     end = txn.pos
     pending = txn.pending
@@ -270,6 +283,29 @@ def evict(store: Store, txn: Txn) -> None:
         off += size
     flush(store, txn)
     txn.meta = txn.meta._replace(evict_cursor=off)
+
+
+def purge_expired(store: Store, txn: Txn, now: float) -> None:
+    """Write an EXPIRE tombstone for every committed key whose ttl has run out."""
+    words = store._words
+    mm = store._mm
+    base, mask, _ = store._view
+    pending = txn.pending
+    buffer = txn.buffer
+    for i in range(base, base + mask + 1):
+        word = words[i]
+        if not word:
+            continue
+        off = (word & SLOT_OFFSET_MASK) << 3
+        hdr = store._header_at(off)
+        exp = hdr[H_EXP]
+        if hdr[H_KIND] != PUT or not exp or exp > now:
+            continue
+        kb = mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
+        key = (hdr[H_KTYPE], kb)
+        if key not in pending and key not in buffer:
+            store._stage(EXPIRE, key[0], kb, VALUE_BYTES, b"", 0.0)
+    flush(store, txn)
 
 
 def publish(store: Store, txn: Txn) -> None:

@@ -241,12 +241,6 @@ def test_a_value_larger_than_the_bound_leaves_the_bound_intact(store_path: Path)
         db.verify()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: eviction scans oldest-first and learns a record has expired only "
-    "when it reaches it, so a live key older than expired ones can still be evicted; see "
-    "docs/explanation/caveats.rst",
-)
 def test_expired_keys_do_not_push_live_keys_out(store_path: Path) -> None:
     """Keys whose ttl ran out are missing everywhere and count in no live_bytes: a write that
     fits beside the live keys must not evict one of them to make room for expired ones."""

@@ -149,7 +149,7 @@ def test_read_header_refuses_a_huge_damaged_length(make_log: MakeLog) -> None:
         log.read_header(lg.mm, lg.end, HEADER_SIZE)
 
 
-@pytest.mark.parametrize("kind", [0, 5, 6, 0x80, 0xFF])
+@pytest.mark.parametrize("kind", [0, 6, 7, 0x80, 0xFF])
 def test_read_header_refuses_an_unknown_kind(make_log: MakeLog, kind: int) -> None:
     """A kind byte other than PUT, DELETE, EVICT, TABLE is a CorruptionError."""
     raw = bytearray(record(b"k", b"v"))
