@@ -96,8 +96,10 @@ def compact(store: Store) -> None:
     try:
         os.replace(tmp, store.path)
     except BaseException:
-        words[OFF_RETIRED // 8] = 0
+        # The word first, as the next writer would do it: no reader may meet an unretired file
+        # whose word names no meta.
         words[OFF_GENERATION // 8] = gen
+        words[OFF_RETIRED // 8] = 0
         try:
             os.unlink(tmp)
         except OSError:

@@ -144,7 +144,12 @@ def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
         else:
             live.append((off, key, hdr, vb))
     live.sort(key=lambda item: item[0])
-    gen = (max_gen or max((h[H_GEN] for _, _, h, _ in live), default=0)) + 1
+    # Past every generation the damaged file published (its newest meta, or a commit whose meta
+    # was damaged), so generation() never goes back for anyone who moves to the new store.
+    gen = (
+        max([max_gen or 0] + [h[H_GEN] for _, _, h, _ in live] + [h[H_GEN] for _, h, *_ in found])
+        + 1
+    )
     records = (
         builder.encode_live(
             builder.LiveRecord(kt, kb, hdr[H_HASH], hdr[H_VTYPE], vb, hdr[H_GEN], hdr[H_EXP])
