@@ -45,7 +45,7 @@ from .format import (
     slot_word,
     table_bytes,
 )
-from .index import capacity_for, find_word, insert_new, rehash, table_base
+from .index import capacity_for, find_word, rehash, table_base
 from .log import H_EXP, H_HASH, H_KIND, H_KLEN, H_KTYPE, H_VLEN, total_size
 
 if TYPE_CHECKING:
@@ -332,7 +332,10 @@ def publish(store: Store, txn: Txn) -> None:
             if slot >= 0:
                 words[base + slot] = word
             elif p[P_KIND] == PUT:
-                insert_new(words, base, bits, h, word)
+                i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # index.insert_new, inlined
+                while words[base + i]:
+                    i = (i + 1) & mask
+                words[base + i] = word
                 used += 1
         elif p[P_SLOT] >= 0:
             words[base + p[P_SLOT]] = word
