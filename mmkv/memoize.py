@@ -178,7 +178,6 @@ def _canonical(value: Any, path: set[int]) -> list[Any]:
 
 _packer_local = threading.local()
 _PLAIN_TYPES = frozenset((int, str, bytes))
-_TOTAL_NAMES = {"hits": "memoize_hits", "misses": "memoize_misses"}
 
 
 def _plain(args: tuple[Any, ...]) -> bool:
@@ -233,7 +232,9 @@ def function_name(func: Callable[..., Any]) -> str:
 # --------------------------------------------------------------------------- statistics
 
 _stats_lock = threading.Lock()
-_store_stats: dict[str, dict[str, int]] = {}
+# Every memoized function's own counters, by the store file they cache in: memo_stats() sums
+# them, so a hit only bumps its function's counter.
+_store_stats: dict[str, list[dict[str, int]]] = {}
 
 
 def _stats_key(store: Store) -> str:
@@ -247,11 +248,11 @@ def memo_stats(store: Store) -> dict[str, int]:
     same path in this process; other processes keep their own.
     """
     with _stats_lock:
-        counts = _store_stats.get(_stats_key(store), {})
-        return {
-            "memoize_hits": counts.get("memoize_hits", 0),
-            "memoize_misses": counts.get("memoize_misses", 0),
-        }
+        every = list(_store_stats.get(_stats_key(store), ()))
+    return {
+        "memoize_hits": sum(counts["hits"] for counts in every),
+        "memoize_misses": sum(counts["misses"] for counts in every),
+    }
 
 
 # --------------------------------------------------------------------------- locking
@@ -476,9 +477,9 @@ def _check_stale(stale: Any, ttl: float | None) -> float | None:
     return stale
 
 
-def _stats_totals(stats_key: Any) -> dict[str, int]:
+def _register_counts(stats_key: Any, counts: dict[str, int]) -> None:
     with _stats_lock:
-        return _store_stats.setdefault(stats_key, {})
+        _store_stats.setdefault(stats_key, []).append(counts)
 
 
 def memoize(
@@ -522,15 +523,12 @@ def memoize(
         stats_key = _stats_key(store)
         counts_lock = threading.Lock()
         counts = {"hits": 0, "misses": 0}
-
-        totals = _stats_totals(stats_key)
+        _register_counts(stats_key, counts)
 
         def count(kind: str) -> None:
             # Statistics only: unlocked increments, which under the GIL may at worst drop a
             # count when threads race; a lock here cost a third of a hit.
             counts[kind] += 1
-            name = _TOTAL_NAMES[kind]
-            totals[name] = totals.get(name, 0) + 1
 
         # Store keys already derived in this process, for calls whose arguments are all exactly
         # int, str or bytes: for those types equal arguments encode alike, so the dict cannot
@@ -592,7 +590,11 @@ def memoize(
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             store_key = None
-            if not kwargs and key_func is None and _plain(args):
+            if (
+                not kwargs
+                and key_func is None
+                and (type(args[0]) in _PLAIN_TYPES if len(args) == 1 else _plain(args))
+            ):
                 store_key = known.get(args)
             if store_key is None:
                 store_key = cache_key(*args, **kwargs)
@@ -601,7 +603,6 @@ def memoize(
                 size = len(cached)
                 if size == 1 or (size == 2 and type(cached[1]) is float and now() < cached[1]):
                     counts["hits"] += 1
-                    totals["memoize_hits"] = totals.get("memoize_hits", 0) + 1
                     return cached[0]
                 if stale is not None and _is_entry(cached):
                     return refresh_or_serve_stale(store_key, cached, args, kwargs)
