@@ -85,6 +85,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
+from .format import VALUE_MSGPACK as _MSGPACK
+from .reading import ABSENT as _ABSENT
+from .reading import unpackb as _unpackb
+
 if TYPE_CHECKING:
     from mmkv.store import Store
 
@@ -585,6 +589,7 @@ def memoize(
             return cached[0]
 
         get = store.get
+        cache = store._cache
         now = time.time
 
         @functools.wraps(func)
@@ -598,7 +603,21 @@ def memoize(
                 store_key = known.get(args)
             if store_key is None:
                 store_key = cache_key(*args, **kwargs)
-            cached = get(store_key, _MISSING)
+            # Store.get's cache hit, inlined (the hit path is most of a memoized call's cost):
+            # valid while the generation word is the one the cache was filled at, outside a
+            # transaction; an entry is (value type, payload, expiry) with payload msgpack here.
+            entry = (
+                cache.get(store_key) if store._words[2] == store._gen and not store._txn else None
+            )
+            if (
+                entry is not None
+                and entry is not _ABSENT
+                and entry[0] == _MSGPACK
+                and (not entry[2] or entry[2] > now())
+            ):
+                cached = _unpackb(entry[1])
+            else:
+                cached = get(store_key, _MISSING)
             if type(cached) is list:  # _is_fresh, inlined on the hit path
                 size = len(cached)
                 if size == 1 or (size == 2 and type(cached[1]) is float and now() < cached[1]):
