@@ -86,7 +86,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from .format import VALUE_MSGPACK as _MSGPACK
-from .reading import ABSENT as _ABSENT
 from .reading import unpackb as _unpackb
 
 if TYPE_CHECKING:
@@ -606,13 +605,12 @@ def memoize(
             # Store.get's cache hit, inlined (the hit path is most of a memoized call's cost):
             # valid while the generation word is the one the cache was filled at, outside a
             # transaction; an entry is (value type, payload, expiry) with payload msgpack here.
-            entry = (
-                cache.get(store_key) if store._words[2] == store._gen and not store._txn else None
-            )
+            entry = cache.get(store_key)
             if (
-                entry is not None
-                and entry is not _ABSENT
+                type(entry) is tuple  # not a miss, nor the cached-absent marker
                 and entry[0] == _MSGPACK
+                and store._words[2] == store._gen
+                and store._txn is None
                 and (not entry[2] or entry[2] > now())
             ):
                 cached = _unpackb(entry[1])
