@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import CorruptionError
-from .format import ALIGN, HEADER_SIZE, KINDS, RECORD, RECORD_SIZE, TABLE
+from .format import ALIGN, HEADER_SIZE, KINDS, RECORD, RECORD_SIZE, TABLE, record_size
 
 _unpack_header = RECORD.unpack_from
 _crc32 = zlib.crc32
@@ -31,7 +31,7 @@ def total_size(hdr: Header) -> int:
     """Bytes the record occupies in the log, padding included."""
     if hdr[H_KIND] == TABLE:
         return RECORD_SIZE + int(hdr[H_VLEN]) * 8
-    return (RECORD_SIZE + int(hdr[H_KLEN]) + int(hdr[H_VLEN]) + 7) & ~7
+    return record_size(int(hdr[H_KLEN]), int(hdr[H_VLEN]))
 
 
 def read_header(mm: mmap.mmap, limit: int, offset: int) -> Header:

@@ -169,7 +169,9 @@ def writer_probe(store: Store, kt: int, kb: bytes, h: int) -> tuple[int, int, in
 
     ``(-1, 0, 0, False)`` when the key has no slot; live size is 0 unless that record is a
     PUT. Only a writer holding the lock calls this, after recovery: every slot then names a
-    complete committed record, so no retry logic is needed (unlike :meth:`_locate`).
+    complete committed record, so no retry logic is needed (unlike ``reading.locate``).
+    This is :func:`mmkv.index.find` inlined: through ``find`` and a ``key_at`` closure an
+    overwriting put measured about 10 % slower.
     """
     words = store._words
     mm = store._mm
