@@ -22,8 +22,10 @@ from .codec import encode_key
 from .errors import CorruptionError
 from .format import (
     KEY_STR,
+    KINDS,
     OFF_GENERATION,
     PUT,
+    RECORD,
     RECORD_SIZE,
     SLOT_OFFSET_BITS,
     SLOT_OFFSET_MASK,
@@ -42,10 +44,10 @@ from .log import (
     H_KLEN,
     H_KTYPE,
     H_PREV,
+    H_VLEN,
     H_VTYPE,
     Header,
     checked_body,
-    scan,
     split_body,
 )
 from .txn import P_KIND, P_OFF, flush
@@ -54,33 +56,49 @@ if TYPE_CHECKING:
     from .store import Store
 
 _GEN_W = OFF_GENERATION // 8
+_unpack_header = RECORD.unpack_from
 MISSING = object()  # "no default given"
 ABSENT = object()  # a cached miss
 unpackb = functools.partial(msgpack.unpackb, raw=False, strict_map_key=False)
 
 
 def forget_written(store: Store, start: int, end: int) -> None:
-    """Drop the cache entries of every key written in ``[start, end)`` (lock held)."""
+    """Drop the cache entries of every key written in ``[start, end)`` (lock held).
+
+    Runs on every read that finds a new generation, usually for a commit of one record: the
+    walk is inlined (no generator, no per-record call). A header that does not parse, or a
+    record that does not end inside the range, is damage: the whole cache goes, and the reads
+    find and report it.
+    """
     cache = store._cache
     if end - start > 1 << 22:
         cache.clear()
         store._cache_used = 0
         return
     mm = store._mm
-    try:
-        for off, hdr in scan(mm, start, end):
-            if hdr[H_KIND] != TABLE:
-                kb = mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
-                if hdr[H_KTYPE] == KEY_STR:
-                    try:
-                        cache.pop(kb.decode("utf-8"), None)
-                    except UnicodeDecodeError:
-                        cache.clear()  # damage: let the reads find and report it
-                        store._cache_used = 0
-                        return
-                else:
-                    cache.pop(kb, None)
-    except CorruptionError:
+    off = start
+    while off < end:
+        if off + RECORD_SIZE > end:
+            break
+        hdr = _unpack_header(mm, off)
+        kind = hdr[H_KIND]
+        if kind == TABLE:
+            off += RECORD_SIZE + hdr[H_VLEN] * 8
+            continue
+        klen = hdr[H_KLEN]
+        size = (RECORD_SIZE + klen + hdr[H_VLEN] + 7) & ~7
+        if kind not in KINDS or off + size > end:
+            break
+        kb = mm[off + RECORD_SIZE : off + RECORD_SIZE + klen]
+        if hdr[H_KTYPE] == KEY_STR:
+            try:
+                cache.pop(kb.decode("utf-8"), None)
+            except UnicodeDecodeError:
+                break
+        else:
+            cache.pop(kb, None)
+        off += size
+    if off != end:  # damage
         cache.clear()
         store._cache_used = 0
 

@@ -32,6 +32,9 @@ def _die_before_publishing(path: str, writes: dict[str, bytes], transaction: boo
         with db.transaction():
             for key, value in writes.items():
                 db[key] = value
+    elif len(writes) == 1:
+        [(key, value)] = writes.items()
+        db[key] = value  # a put alone: the fused commit path
     else:
         db.update(writes)
 
@@ -79,6 +82,26 @@ def test_a_dead_commit_of_two_keys_sharing_a_home_slot_is_undone_whole(tmp_path:
         db.verify()
         assert first not in db and second not in db
         assert sorted(db) == ["base", "z" * 40]
+
+
+@pytest.mark.parametrize("size", [10, 100_000])
+def test_a_put_alone_dying_before_its_meta_is_undone(tmp_path: Path, size: int) -> None:
+    """A lone put (slot already re-pointed at its record) dies: the old value stays, and the
+    next writer puts the slot back before reusing the space."""
+    path = str(tmp_path / "s.mmkv")
+    first, second = _colliding_keys()
+    with mmkv.open(path) as db:
+        db[first] = b"old"
+        _run(_die_before_publishing, path, {first: b"n" * size}, False)
+        assert db[first] == b"old"
+        _run(_die_before_publishing, path, {second: b"m" * size}, False)
+        assert second not in db
+        db["other"] = b"o" * 300
+        db.verify()
+        assert sorted(db.items()) == [(first, b"old"), ("other", b"o" * 300)]
+    with mmkv.open(path) as fresh:
+        fresh.verify()
+        assert fresh[first] == b"old" and second not in fresh
 
 
 def test_a_dead_writer_that_grew_the_file_is_undone_past_our_mapping(tmp_path: Path) -> None:
