@@ -32,6 +32,7 @@ from .codec import decode_key, encode_key, encode_value
 from .errors import ClosedError, CorruptionError, Error, ReadOnlyError
 from .format import (
     DELETE,
+    EVICT,
     EXPIRE,
     HEADER_SIZE,
     KEY_BYTES,
@@ -98,6 +99,7 @@ from .txn import (
     Txn,
     evict,
     flush,
+    plan_evictions,
     publish,
     writer_probe,
 )
@@ -828,12 +830,15 @@ class Store(_MutableMapping[str | bytes, Any]):
     def _put_alone(self, kt: int, kb: bytes, vt: int, vb: bytes, exp: float) -> None:
         """A put outside any transaction: a commit of one record, with the steps fused.
 
-        The same steps in the same order as ``txn.flush`` + ``txn.publish`` (the record past
-        ``log_end``, [msync], its slot, the meta, the generation word, [msync], the synced
-        word), computed for one record without building a transaction: a single put is the
-        most common write, and the general path costs about a third more. A commit that needs
-        more than a record and a slot (eviction in a bounded store, an index that must grow)
-        goes through the general path, under the same lock.
+        The same steps in the same order as ``txn.flush`` + ``txn.evict`` + ``txn.publish``
+        (the records past ``log_end``, [msync], their slots, the meta, the generation word,
+        [msync], the synced word), computed for one put without building a transaction: a
+        single put is the most common write, and the general path costs a third more (more
+        than twice as much when it evicts). In a bounded store the put's EVICT tombstones
+        follow its record, as ``plan_evictions`` decides. A commit that needs more (an index
+        that must grow; eviction with ttl keys present; a put larger than the bound) goes
+        through the general path, under the same lock. ``tests/unit/test_single_put.py``
+        holds both paths to byte-identical files.
         """
         self._take_thread()
         try:
@@ -868,53 +873,78 @@ class Store(_MutableMapping[str | bytes, Any]):
                 expired = meta.expired_bytes
                 if csize and prev < meta.evict_cursor:
                     expired -= csize  # see txn.effects
-                if (slot < 0 and used * 2 > meta.index_capacity) or (
-                    meta.max_bytes and live - expired > meta.max_bytes
-                ):
+                # None: the commit needs the general path (the index must grow; an eviction
+                # that plan_evictions leaves to evict()).
+                plan: tuple[list[tuple[int, bytes, int, int, int, int]], int] | None
+                plan = [], meta.evict_cursor
+                if slot < 0 and used * 2 > meta.index_capacity:
+                    plan = None
+                elif meta.max_bytes and live - expired > meta.max_bytes:
+                    plan = plan_evictions(self, meta, (kt, kb), live - expired)
+                if plan is None:
                     txn = self._txn = Txn(meta, gen)
                     txn.buffer[(kt, kb)] = (PUT, vt, vb, exp)
                     txn.writes = 1
                     general = True
                     self._commit()  # releases the writer lock, whatever happens
                     return
+                evicted, cursor = plan
                 start = meta.log_end
-                pos = start + size
-                if pos > self._file.size:
-                    if pos > MAX_FILE_BYTES:
-                        raise ValueError(
-                            f"the store would pass its largest size, {MAX_FILE_BYTES} bytes"
-                        )
-                    self._grow(pos)  # raises OSError (disk full) before anything is written
+                pos = end = start + size
                 body = _pack_body(PUT, kt, vt, 0, gen, prev, h, klen, 0, vlen, 0, exp)
                 pad = _PADS[size - RECORD_SIZE - klen - vlen]
                 crc = _crc32(pad, _crc32(vb, _crc32(kb, _crc32(body)))).to_bytes(4, "little")
-                if size >= PWRITE_BYTES:  # see txn.flush: no fault per fresh page, no copy
-                    os.pwritev(self._file.fd, (crc, body, kb, vb, pad), start)
+                parts = [crc, body, kb, vb, pad]
+                dead = meta.dead_bytes + csize
+                for ekt, ekb, eh, _, eoff, esize in evicted:
+                    # An EVICT tombstone for each, after the put: what evict() stages.
+                    eklen = len(ekb)
+                    tsize = (RECORD_SIZE + eklen + 7) & ~7
+                    tbody = _pack_body(
+                        EVICT, ekt, VALUE_BYTES, 0, gen, eoff, eh, eklen, 0, 0, 0, 0.0
+                    )
+                    tbody += ekb + _PADS[tsize - RECORD_SIZE - eklen]
+                    parts.append(_crc32(tbody).to_bytes(4, "little"))
+                    parts.append(tbody)
+                    live -= esize
+                    dead += esize + tsize
+                    end += tsize
+                if end > self._file.size:
+                    if end > MAX_FILE_BYTES:
+                        raise ValueError(
+                            f"the store would pass its largest size, {MAX_FILE_BYTES} bytes"
+                        )
+                    self._grow(end)  # raises OSError (disk full) before anything is written
+                if end - start >= PWRITE_BYTES:  # see txn.flush: no fault per fresh page, no copy
+                    os.pwritev(self._file.fd, parts, start)
                 else:
-                    self._mm[start:pos] = crc + body + kb + vb + pad
+                    self._mm[start:end] = b"".join(parts)
                 if self._sync:
-                    self._file.sync(start, pos)
+                    self._file.sync(start, end)
                 words = self._words
-                word = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (start >> 3)
                 if slot < 0:
                     while words[base + i]:  # index.insert_new, inlined
                         i = (i + 1) & mask
                     slot = i
-                words[base + slot] = word
+                words[base + slot] = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (start >> 3)
+                toff = pos
+                for _, ekb, eh, eslot, _, _ in evicted:
+                    words[base + eslot] = ((eh & TAG_MASK) << SLOT_OFFSET_BITS) | (toff >> 3)
+                    toff += (RECORD_SIZE + len(ekb) + 7) & ~7
                 new = Meta(
                     gen,
-                    pos,
+                    end,
                     meta.index_offset,
                     meta.index_capacity,
                     used,
-                    meta.key_count + 1 - (csize != 0),
+                    meta.key_count + 1 - (csize != 0) - len(evicted),
                     meta.ttl_count + (exp != 0) - (cttl if csize else 0),
                     live,
-                    meta.dead_bytes + csize,
+                    dead,
                     meta.max_bytes,
-                    meta.evictions,
+                    meta.evictions + len(evicted),
                     meta.base_gen,
-                    meta.evict_cursor,
+                    cursor,
                     expired,
                     start,
                 )
@@ -926,13 +956,16 @@ class Store(_MutableMapping[str | bytes, Any]):
                 words[_SYNCED_W] = gen
                 # _install, for a commit of our own that kept the table and the mapping:
                 with self._cache_lock:
-                    if self._cache:
-                        self._cache.pop(kb.decode() if kt == KEY_STR else kb, None)
+                    cache = self._cache
+                    if cache:
+                        cache.pop(kb.decode() if kt == KEY_STR else kb, None)
+                        for ekt, ekb, _, _, _, _ in evicted:
+                            cache.pop(ekb.decode() if ekt == KEY_STR else ekb, None)
                     self._meta = new
                     self._gen = gen
                 if len(self._history) > 256:
                     self._history.clear()
-                self._history[gen] = pos
+                self._history[gen] = end
             finally:
                 if not general:
                     lock.release()

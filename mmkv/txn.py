@@ -307,6 +307,53 @@ def evict(store: Store, txn: Txn) -> None:
     txn.meta = txn.meta._replace(evict_cursor=off)
 
 
+def plan_evictions(
+    store: Store, meta: Meta, key: tuple[int, bytes], live: int
+) -> tuple[list[tuple[int, bytes, int, int, int, int]], int] | None:
+    """What :func:`evict` would do for a commit of one put, decided without writing anything.
+
+    ``live`` is the live size (less expired bytes) after the put of ``key``. Returns the
+    records to evict, oldest first, as ``(key type, key bytes, key hash, slot, offset, size)``,
+    and the new eviction cursor; or None when the commit needs more than the
+    plain scan (keys with a ttl, whose purge and expiry :func:`evict` handles; a scan that
+    reaches the put itself): the caller then takes the general path.
+    """
+    if meta.ttl_count:
+        return None
+    bound = meta.max_bytes
+    words = store._words
+    base, mask, shift = store._view
+    off = max(meta.evict_cursor, HEADER_SIZE)
+    committed_end = meta.log_end
+    evicted = []
+    while live > bound:
+        if off >= committed_end:
+            return None  # the put alone is larger than the bound
+        hdr = store._header_at(off)
+        if hdr[H_KIND] != PUT:
+            off += total_size(hdr)
+            continue
+        size = (RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7
+        h = hdr[H_HASH]
+        word = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (off >> 3)
+        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
+        while True:  # the exact-word probe of evict()
+            w = words[base + i]
+            if w == word or not w:
+                break
+            i = (i + 1) & mask
+        if w == word:
+            kb = store._mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
+            kt = hdr[H_KTYPE]
+            if (kt, kb) != key:  # the put supersedes its own key's record: not evicted
+                if hdr[H_EXP]:
+                    return None
+                evicted.append((kt, kb, h, i, off, size))
+                live -= size
+        off += size
+    return evicted, off
+
+
 def purge_expired(store: Store, txn: Txn, now: float) -> None:
     """Write an EXPIRE tombstone for every committed key whose ttl has run out."""
     words = store._words

@@ -104,6 +104,28 @@ def test_a_put_alone_dying_before_its_meta_is_undone(tmp_path: Path, size: int) 
         assert fresh[first] == b"old" and second not in fresh
 
 
+def test_a_put_alone_that_evicts_dying_before_its_meta_is_undone(tmp_path: Path) -> None:
+    """The put's slot and its tombstones' slots all point at the dead commit: all undone."""
+    path = str(tmp_path / "s.mmkv")
+    with mmkv.open(path, max_bytes=2_000) as db:
+        for i in range(12):
+            db[f"k{i}"] = bytes([i]) * 100
+        before = dict(db.items())
+        evictions = db.stats()["evictions"]
+        _run(_die_before_publishing, path, {"new": b"n" * 700}, False)
+        assert dict(db.items()) == before
+        db.verify()
+        db["next"] = b"x" * 10  # the next writer repairs, then evicts for itself
+        db.verify()
+        assert "new" not in db
+        after = dict(db.items())
+        assert after["next"] == b"x" * 10
+        assert db.stats()["evictions"] == evictions + len(before) + 1 - len(after)
+    with mmkv.open(path) as fresh:
+        fresh.verify()
+        assert dict(fresh.items()) == after
+
+
 def test_a_dead_writer_that_grew_the_file_is_undone_past_our_mapping(tmp_path: Path) -> None:
     """A dead commit whose records lie past the next writer's mapping is still undone."""
     path = str(tmp_path / "s.mmkv")

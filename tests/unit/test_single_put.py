@@ -25,7 +25,9 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def _ops(seed: int, n: int) -> list[tuple[str, str | bytes, bytes, float | None]]:
+def _ops(
+    seed: int, n: int, *, ttl: bool = True
+) -> list[tuple[str, str | bytes, bytes, float | None]]:
     """Puts of new and existing keys (some with a ttl, values of every padding), deletes."""
     rng = random.Random(seed)
     keys: list[str | bytes] = [f"k{i}" for i in range(60)] + [b"b%d" % i for i in range(20)]
@@ -38,8 +40,8 @@ def _ops(seed: int, n: int) -> list[tuple[str, str | bytes, bytes, float | None]
             ops.append(("del", key, b"", None))
             continue
         size = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 100, 4096, 40_000, 70_000])
-        ttl = rng.choice([None, None, None, 5.0, 3600.0])
-        ops.append(("put", key, rng.randbytes(size), ttl))
+        expiry = rng.choice([None, None, None, 5.0, 3600.0]) if ttl else None
+        ops.append(("put", key, rng.randbytes(size), expiry))
     return ops
 
 
@@ -56,24 +58,45 @@ def _apply(
                 db.put(key, value, ttl=ttl)
 
 
-@pytest.mark.parametrize("max_bytes", [None, 300_000])
+@pytest.mark.parametrize(
+    ("max_bytes", "ttl"), [(None, True), (300_000, True), (300_000, False), (20_000, False)]
+)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_put_alone_leaves_the_same_file_as_a_put_in_a_transaction(
-    tmp_path: Path, seed: int, max_bytes: int | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, max_bytes: int | None, ttl: bool
 ) -> None:
     """Same records, slots, meta and generation: the fused path is the general one, fused.
 
-    The bounded stores make most puts evict (the fused path hands those to the general one)
-    and the index grows several times on the way.
+    Bounded stores make most puts evict — one record or several, planned and written by the
+    fused path unless ttl keys are present — and the index grows several times on the way
+    (the fused path hands those commits to the general one).
     """
-    ops = _ops(seed, 400)
+    ops = _ops(seed, 400, ttl=ttl)
     files = []
+    real_txn = mmkv.store.Txn
     for alone in (True, False):
+        general = 0
+
+        def counting(*args: object) -> object:
+            nonlocal general
+            general += 1
+            return real_txn(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(mmkv.store, "Txn", counting)
         path = tmp_path / f"{alone}.mmkv"
         with mmkv.open(path, max_bytes=max_bytes, auto_compact=False) as db:
+            start = db.stats()["evictions"]
             _apply(db, ops, alone=alone)
+            evictions = db.stats()["evictions"] - start
             db.verify()
         files.append(path.read_bytes())
+        if alone and max_bytes and not ttl:
+            # Deletes always build a transaction; a put larger than the bound, or one that
+            # makes the index grow (a few), is handed to the general path. Nothing else.
+            deletes = sum(op == "del" for op, *_ in ops)
+            oversized = sum(op == "put" and len(value) + 48 > max_bytes for op, _, value, _ in ops)
+            assert evictions > 50, "the workload hardly evicts: it tests little"
+            assert general <= deletes + oversized + 10, f"{general} general commits"
     assert files[0] == files[1]
 
 
