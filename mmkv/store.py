@@ -119,6 +119,7 @@ _REFRESH_SPINS = 1000
 _COMPACT_MIN_WASTE = 1 << 20
 # Records that change no key: index tables, and tombstones of keys whose ttl had already run out.
 _NOT_CHANGES = (TABLE, EXPIRE)
+_TOMBSTONES = frozenset((DELETE, EVICT, EXPIRE))
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -536,7 +537,11 @@ class Store(_MutableMapping[str | bytes, Any]):
                                 break  # re-pointed under us: the general path retries
                             i = (i + 1) & mask
                             continue
-                        if hdr[H_GEN] > g or hdr[H_KIND] != PUT:
+                        if hdr[H_GEN] > g:
+                            break
+                        if hdr[H_KIND] != PUT:
+                            if hdr[H_KIND] in _TOMBSTONES:  # deleted, evicted or expired at g
+                                return self._cache_result(key, g, _ABSENT, default)
                             break
                         end = off + ((RECORD_SIZE + klen + hdr[H_VLEN] + 7) & ~7)
                         if end > limit:
