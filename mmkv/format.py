@@ -28,6 +28,8 @@ ALIGN = 8
 OFF_GENERATION = 16  # generation of the newest published meta slot
 OFF_SYNCED = 24  # generation whose index writes are known to be on disk (see format.rst)
 OFF_RETIRED = 32  # nonzero once compaction has replaced this file at its path
+OFF_WRITERS = 40  # counts writers taking the lock: a writer that finds its own count knows
+#                  no other writer has run since its last commit (see format.rst)
 META_OFFSETS = (64, 192)
 META_SIZE = 128
 

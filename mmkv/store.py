@@ -46,6 +46,7 @@ from .format import (
     OFF_GENERATION,
     OFF_RETIRED,
     OFF_SYNCED,
+    OFF_WRITERS,
     PUT,
     RECORD,
     RECORD_SIZE,
@@ -107,6 +108,7 @@ from .txn import (
 _GEN_W = OFF_GENERATION // 8
 _SYNCED_W = OFF_SYNCED // 8
 _RETIRED_W = OFF_RETIRED // 8
+_WRITERS_W = OFF_WRITERS // 8
 _DURABILITY = ("async", "sync")
 _unpack_header = RECORD.unpack_from
 _time = time.time
@@ -202,6 +204,8 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._cache_limit = max(0, int(cache_bytes))
         self._ttl_checked = 0  # log_end when expired bytes were last measured (_should_compact)
         self._purged_at = -1  # log_end when eviction last purged expired keys (txn.evict)
+        # The writers word as this process's last completed commit left it (-1: unknown).
+        self._writers = -1
         self._file = self._open_file()
         self._closed = False
         self._attach(self._file)
@@ -276,6 +280,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._history.clear()
         self._ttl_checked = 0
         self._purged_at = -1
+        self._writers = -1
         with self._cache_lock:
             self._cache.clear()
             self._cache_used = 0
@@ -959,6 +964,7 @@ class Store(_MutableMapping[str | bytes, Any]):
                 if self._sync:
                     self._file.sync()
                 words[_SYNCED_W] = gen
+                self._writers = words[_WRITERS_W]
                 # _install, for a commit of our own that kept the table and the mapping:
                 with self._cache_lock:
                     cache = self._cache
@@ -993,6 +999,15 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._words[_RETIRED_W] = 0
         if self._words[_GEN_W] != self._gen:
             self._refresh()
+        words = self._words
+        count = words[_WRITERS_W]
+        words[_WRITERS_W] = count + 1
+        if count == self._writers:
+            # No writer took the lock since our last commit was published (this one moved the
+            # word, so a failure before it publishes leaves the word ahead of _writers):
+            # nothing can lie past log_end, so the header there is not read. On a fresh page
+            # that read costs more than a small put: the kernel reads ahead around it.
+            return
         meta = self._meta
         end = meta.log_end
         if end + RECORD_SIZE <= self._file.size:
@@ -1266,6 +1281,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         write (including the end of the inherited ``with`` block) raises Error.
         """
         self._tlock = threading.RLock()
+        self._writers = -1
         if self._lock is not None:
             self._lock.reopen_after_fork()
         if self._txn is not None:

@@ -33,6 +33,7 @@ from .format import (
     MIN_INDEX_CAPACITY,
     OFF_GENERATION,
     OFF_SYNCED,
+    OFF_WRITERS,
     PUT,
     RECORD,
     RECORD_SIZE,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
 _GEN_W = OFF_GENERATION // 8
 _SYNCED_W = OFF_SYNCED // 8
+_WRITERS_W = OFF_WRITERS // 8
 _unpack_header = RECORD.unpack_from
 _crc32 = zlib.crc32
 _pack_body = struct.Struct(RECORD.format[:1] + RECORD.format[2:]).pack  # a record minus its crc
@@ -437,6 +439,7 @@ def publish(store: Store, txn: Txn) -> None:
     if store._sync:
         store._file.sync()
     words[_SYNCED_W] = txn.gen
+    store._writers = words[_WRITERS_W]  # see Store._catch_up_for_write
     store._install(new, written=txn.pending)
 
 
