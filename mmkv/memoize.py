@@ -192,6 +192,10 @@ def _plain(args: tuple[Any, ...]) -> bool:
 
 
 _KNOWN_KEYS = 65536
+# Results reused from one hit to the next (see ``hot`` in memoize): immutable types only, so
+# no caller can change what the next one gets, and small, so the entries kept alive are too.
+_IMMUTABLE_RESULTS = frozenset((int, float, str, bytes, bool, type(None)))
+_HOT_BYTES = 4096
 
 
 def _pack(obj: Any) -> bytes:
@@ -591,6 +595,14 @@ def memoize(
         cache = store._cache
         now = time.time
 
+        # The last hit of plain arguments whose result is small and immutable: (store key,
+        # the store's cache entry it was decoded from, the result). While the store's cache
+        # holds that very entry object (entries are immutable tuples, replaced whenever the key
+        # is written, and this one is kept alive here, so identity cannot be reused), the
+        # stored value is unchanged and its decoding can be reused. Only for entries without
+        # stale=, whose freshness is the store's own expiry.
+        hot: dict[Any, tuple[str, Any, Any]] = {}
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             store_key = None
@@ -599,6 +611,17 @@ def memoize(
                 and key_func is None
                 and (type(args[0]) in _PLAIN_TYPES if len(args) == 1 else _plain(args))
             ):
+                last = hot.get(args)
+                if last is not None:
+                    entry = cache.get(last[0])
+                    if (
+                        entry is last[1]
+                        and store._words[2] == store._gen
+                        and store._txn is None
+                        and (not entry[2] or entry[2] > now())
+                    ):
+                        counts["hits"] += 1
+                        return last[2]
                 store_key = known.get(args)
             if store_key is None:
                 store_key = cache_key(*args, **kwargs)
@@ -620,7 +643,19 @@ def memoize(
                 size = len(cached)
                 if size == 1 or (size == 2 and type(cached[1]) is float and now() < cached[1]):
                     counts["hits"] += 1
-                    return cached[0]
+                    result = cached[0]
+                    if (
+                        size == 1
+                        and type(result) in _IMMUTABLE_RESULTS
+                        and cache.get(store_key) is entry
+                        and type(entry) is tuple
+                        and len(entry[1]) <= _HOT_BYTES
+                        and (not kwargs and key_func is None and _plain(args))
+                    ):
+                        if len(hot) >= _KNOWN_KEYS:
+                            hot.clear()
+                        hot[args] = (store_key, entry, result)
+                    return result
                 if stale is not None and _is_entry(cached):
                     return refresh_or_serve_stale(store_key, cached, args, kwargs)
             if store.readonly:
