@@ -74,24 +74,34 @@ def find(
 
 
 def find_word(words: memoryview, base: int, bits: int, h: int, word: int) -> int:
-    """The slot holding exactly ``word`` in ``h``'s probe sequence, or -1 if none does."""
+    """The slot holding exactly ``word`` in ``h``'s probe sequence, or -1 if none does.
+
+    Raises CorruptionError if every slot is occupied (a sound table never is).
+    """
     mask = (1 << bits) - 1
     i = home_slot(h, bits)
-    while True:
+    for _ in range(mask + 1):
         w = words[base + i]
         if w == word:
             return i
         if w == 0:
             return -1
         i = (i + 1) & mask
+    raise CorruptionError("index table has no empty slot", offset=(base << 3) - RECORD_SIZE)
+
+
+def empty_slot(words: memoryview, base: int, mask: int, i: int) -> int:
+    """The first empty slot from ``i`` on; CorruptionError if there is none (damage)."""
+    for _ in range(mask + 1):
+        if not words[base + i]:
+            return i
+        i = (i + 1) & mask
+    raise CorruptionError("index table has no empty slot", offset=(base << 3) - RECORD_SIZE)
 
 
 def insert_new(words: memoryview, base: int, bits: int, h: int, word: int) -> int:
     """Put ``word`` in the first empty slot of ``h``'s probe sequence (the key must be absent)."""
-    mask = (1 << bits) - 1
-    i = home_slot(h, bits)
-    while words[base + i]:
-        i = (i + 1) & mask
+    i = empty_slot(words, base, (1 << bits) - 1, home_slot(h, bits))
     words[base + i] = word
     return i
 
@@ -120,8 +130,9 @@ def rehash(
         if h is None:
             continue
         j = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # home_slot, inlined for speed
-        while words[new_base + j]:
-            j = (j + 1) & mask
+        if words[new_base + j]:
+            # Bounded: a damaged old table could name more keys than the new one holds.
+            j = empty_slot(words, new_base, mask, j)
         words[new_base + j] = word
         copied += 1
     return copied

@@ -62,7 +62,7 @@ from .format import (
     key_hash,
     table_bytes,
 )
-from .index import table_base
+from .index import empty_slot, table_base
 from .locking import WriterLock
 from .log import (
     H_EXP,
@@ -933,9 +933,7 @@ class Store(_MutableMapping[str | bytes, Any]):
                     self._file.sync(start, end)
                 words = self._words
                 if slot < 0:
-                    while words[base + i]:  # index.insert_new, inlined
-                        i = (i + 1) & mask
-                    slot = i
+                    slot = empty_slot(words, base, mask, i)
                 words[base + slot] = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (start >> 3)
                 toff = pos
                 for _, ekb, eh, eslot, _, _ in evicted:

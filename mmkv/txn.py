@@ -46,7 +46,7 @@ from .format import (
     slot_word,
     table_bytes,
 )
-from .index import capacity_for, find_word, rehash, table_base
+from .index import capacity_for, empty_slot, find_word, rehash, table_base
 from .log import H_EXP, H_HASH, H_KIND, H_KLEN, H_KTYPE, H_VLEN, total_size
 
 if TYPE_CHECKING:
@@ -270,28 +270,23 @@ def evict(store: Store, txn: Txn) -> None:
     committed_end = txn.base.log_end
     pending = txn.pending
     words = store._words
-    base, mask, shift = store._view
+    base, _, shift = store._view
+    bits = 32 - shift
     while live > bound and off < end:
         hdr = store._header_at(off)
         if hdr[H_KIND] != PUT:
             off += total_size(hdr)
             continue
         size = (RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7  # total_size of a PUT
-        if off < committed_end:
-            # A committed record is its key's newest iff a slot holds exactly the word
-            # naming it: a probe by word alone, no record read (index.find_word, inlined).
-            # Most records the scan passes were superseded, and fail here.
-            h = hdr[H_HASH]
-            word = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (off >> 3)
-            i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
-            while True:
-                w = words[base + i]
-                if w == word or not w:
-                    break
-                i = (i + 1) & mask
-            if w != word:
-                off += size
-                continue
+        # A committed record is its key's newest iff a slot holds exactly the word naming
+        # it: a probe by word alone, no record read. Most records the scan passes were
+        # superseded, and fail here.
+        if (
+            off < committed_end
+            and find_word(words, base, bits, hdr[H_HASH], slot_word(hdr[H_HASH], off)) < 0
+        ):
+            off += size
+            continue
         kb = store._mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
         kt = hdr[H_KTYPE]
         p = pending.get((kt, kb))
@@ -324,7 +319,8 @@ def plan_evictions(
         return None
     bound = meta.max_bytes
     words = store._words
-    base, mask, shift = store._view
+    base, _, shift = store._view
+    bits = 32 - shift
     off = max(meta.evict_cursor, HEADER_SIZE)
     committed_end = meta.log_end
     evicted = []
@@ -337,14 +333,8 @@ def plan_evictions(
             continue
         size = (RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7
         h = hdr[H_HASH]
-        word = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (off >> 3)
-        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
-        while True:  # the exact-word probe of evict()
-            w = words[base + i]
-            if w == word or not w:
-                break
-            i = (i + 1) & mask
-        if w == word:
+        i = find_word(words, base, bits, h, slot_word(h, off))  # evict()'s test, as there
+        if i >= 0:
             kb = store._mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
             kt = hdr[H_KTYPE]
             if (kt, kb) != key:  # the put supersedes its own key's record: not evicted
@@ -403,17 +393,13 @@ def publish(store: Store, txn: Txn) -> None:
             if slot >= 0:
                 words[base + slot] = word
             elif p[P_KIND] == PUT:
-                i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # index.insert_new, inlined
-                while words[base + i]:
-                    i = (i + 1) & mask
+                i = empty_slot(words, base, mask, ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift)
                 words[base + i] = word
                 used += 1
         elif p[P_SLOT] >= 0:
             words[base + p[P_SLOT]] = word
         elif p[P_KIND] == PUT:
-            i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # index.insert_new, inlined
-            while words[base + i]:
-                i = (i + 1) & mask
+            i = empty_slot(words, base, mask, ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift)
             words[base + i] = word
             used += 1
     new = Meta(

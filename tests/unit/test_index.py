@@ -325,3 +325,33 @@ def test_rehash_of_an_empty_table_copies_nothing() -> None:
 
     assert index.rehash(words, 0, 16, 16, 5, keep) == 0
     assert not any(words)
+
+
+# ---------------------------------------------------------------------------- damage: a full table
+
+
+def _full_table() -> Table:
+    """A table with no empty slot, which only damage makes (a sound one is at most half full)."""
+    t = Table(4)
+    for i in range(t.capacity):
+        t.words[t.base + i] = slot_word(i, HEADER_SIZE + 64 * i)
+    return t
+
+
+def test_find_word_on_a_full_table_raises_instead_of_looping() -> None:
+    t = _full_table()
+    assert index.find_word(t.words, t.base, t.bits, 3, slot_word(3, HEADER_SIZE + 64 * 3)) == 3
+    with pytest.raises(mmkv.CorruptionError, match="no empty slot"):
+        index.find_word(t.words, t.base, t.bits, 3, slot_word(3, 999_992))
+    assert t.guards_intact()
+
+
+def test_insert_new_and_empty_slot_on_a_full_table_raise_instead_of_looping() -> None:
+    t = _full_table()
+    with pytest.raises(mmkv.CorruptionError, match="no empty slot"):
+        index.insert_new(t.words, t.base, t.bits, 7, slot_word(7, 999_992))
+    with pytest.raises(mmkv.CorruptionError, match="no empty slot"):
+        index.empty_slot(t.words, t.base, t.capacity - 1, 5)
+    assert t.guards_intact()
+    t.words[t.base + 2] = 0
+    assert index.empty_slot(t.words, t.base, t.capacity - 1, 5) == 2  # wraps around
