@@ -319,8 +319,7 @@ def plan_evictions(
         return None
     bound = meta.max_bytes
     words = store._words
-    base, _, shift = store._view
-    bits = 32 - shift
+    base, mask, shift = store._view
     off = max(meta.evict_cursor, HEADER_SIZE)
     committed_end = meta.log_end
     evicted = []
@@ -333,8 +332,18 @@ def plan_evictions(
             continue
         size = (RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7
         h = hdr[H_HASH]
-        i = find_word(words, base, bits, h, slot_word(h, off))  # evict()'s test, as there
-        if i >= 0:
+        # evict()'s test, with index.find_word inlined: this runs once per record the scan
+        # passes, on the path of every put that evicts.
+        word = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (off >> 3)
+        i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
+        for _ in range(mask + 1):
+            w = words[base + i]
+            if w == word or not w:
+                break
+            i = (i + 1) & mask
+        else:
+            raise CorruptionError("index table has no empty slot", path=store.path)
+        if w == word:
             kb = store._mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
             kt = hdr[H_KTYPE]
             if (kt, kb) != key:  # the put supersedes its own key's record: not evicted

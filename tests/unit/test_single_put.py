@@ -126,3 +126,20 @@ def test_accounting_after_puts_alone_matches_what_is_stored(tmp_path: Path) -> N
             (48 + len(k.encode() if isinstance(k, str) else k) + len(db[k]) + 7) & ~7 for k in live
         )
         db.verify()
+
+
+def test_an_eviction_plan_over_a_damaged_full_table_raises_instead_of_looping(
+    tmp_path: Path,
+) -> None:
+    """Every slot nonzero and none naming the oldest record: CorruptionError, not a hang."""
+    from mmkv.txn import plan_evictions
+
+    with mmkv.open(tmp_path / "s.mmkv", max_bytes=1_000) as db:
+        for i in range(5):
+            db[f"k{i}"] = bytes(150)
+        meta = db._meta
+        base, mask, _ = db._view
+        for i in range(mask + 1):
+            db._words[base + i] = 0xFFFF_FFFF_FFFF_FFF8  # damage: a full table
+        with pytest.raises(mmkv.CorruptionError, match="no empty slot"):
+            plan_evictions(db, meta, (0, b"new"), meta.max_bytes + 1)
