@@ -206,6 +206,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._purged_at = -1  # log_end when eviction last purged expired keys (txn.evict)
         # The writers word as this process's last completed commit left it (-1: unknown).
         self._writers = -1
+        self._carried: int | None = None  # see _attach
         self._file = self._open_file()
         self._closed = False
         self._attach(self._file)
@@ -270,8 +271,13 @@ class Store(_MutableMapping[str | bytes, Any]):
         finally:
             lock.release()
 
-    def _attach(self, mf: MappedFile) -> None:
-        """Adopt ``mf`` as the current file: load its newest meta and check the last commit."""
+    def _attach(self, mf: MappedFile, carried: int | None = None) -> None:
+        """Adopt ``mf`` as the current file: load its newest meta and check the last commit.
+
+        ``carried`` is the generation of the file we leave that our read cache is valid at,
+        when we follow a compaction (see :meth:`_reopen_path`); the cache is kept if ``mf`` was
+        compacted from exactly that state, and cleared otherwise.
+        """
         self._file = mf
         self._words: Any = mf.words
         self._mm = mf.mm
@@ -281,12 +287,37 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._ttl_checked = 0
         self._purged_at = -1
         self._writers = -1
-        with self._cache_lock:
-            self._cache.clear()
-            self._cache_used = 0
-        self._refresh()
+        self._carried = carried
+        if carried is None:
+            with self._cache_lock:
+                self._cache.clear()
+                self._cache_used = 0
+        try:
+            self._refresh()
+        finally:
+            self._carried = None
         if self._words[_SYNCED_W] != self._gen:
             redo_last_commit(self)
+
+    def _compacted_log_start(self, meta: Meta) -> int | None:
+        """Where the commits made after the compaction that wrote this file begin, if the cache
+        carried over from the file it replaced can be kept; None if it cannot.
+
+        It can if the compaction started from the very state the cache is valid at
+        (``base_gen``) and the index is still the table the compaction wrote right after the
+        records it copied (a TABLE block of generation ``base_gen + 1``): every commit since
+        lies past that table.
+        """
+        if self._carried is None or meta.base_gen != self._carried:
+            return None
+        off = meta.index_offset
+        if off + RECORD_SIZE > self._file.size:
+            return None
+        hdr = _unpack_header(self._mm, off)
+        if hdr[H_KIND] != TABLE or hdr[H_GEN] != meta.base_gen + 1:
+            return None
+        start = off + table_bytes(meta.index_capacity)
+        return start if start <= meta.log_end else None
 
     def _reopen_path(self) -> bool:
         """Follow a compaction that replaced our file. False if the path still holds our file."""
@@ -299,9 +330,37 @@ class Store(_MutableMapping[str | bytes, Any]):
             return False
         new = self._open_file()
         old = self._file
-        self._attach(new)
+        self._attach(new, carried=self._forget_until_retired())
         old.close()
         return True
+
+    def _forget_until_retired(self) -> int | None:
+        """In a file a compaction replaced: forget the keys of the commits we had not seen.
+
+        The file is frozen since it was retired; its newest meta is the state the compaction
+        copied. Returns that generation, at which our read cache is then valid; None if the
+        cache cannot be carried over (nothing cached, or no such meta to be found).
+        """
+        if not self._cache or self._meta is None:
+            return None
+        words = self._words
+        a, b = META_OFFSETS
+        metas = [Meta.decode(self._mm[m : m + META_SIZE]) for m in (a, b)]
+        valid = [m for m in metas if m is not None and m.gen <= words[_GEN_W]]
+        if not valid:
+            return None
+        final = max(valid, key=lambda m: m.gen)
+        start = self._meta.log_end
+        if final.gen < self._gen or final.log_end < start:
+            return None
+        try:
+            if final.log_end > self._file.size:
+                self._remap_to(final.log_end)
+        except CorruptionError:
+            return None
+        with self._cache_lock:
+            forget_written(self, start, final.log_end)
+        return final.gen
 
     # ------------------------------------------------------------------ reading state
 
@@ -384,6 +443,8 @@ class Store(_MutableMapping[str | bytes, Any]):
                         cache.pop(kb.decode("utf-8") if kt == KEY_STR else kb, None)
                 elif old is not None and old.log_end <= end:
                     forget_written(self, old.log_end, end)
+                elif old is None and (start := self._compacted_log_start(meta)) is not None:
+                    forget_written(self, start, end)  # a compaction followed, cache carried
                 else:
                     self._cache.clear()
                     self._cache_used = 0
