@@ -209,10 +209,18 @@ class Writer:
     """One writer process's loop: a seeded random mix of every kind of write."""
 
     def __init__(
-        self, db: mmkv.Store, writer: int, rng: random.Random, log: Any, durability: str
+        self,
+        db: mmkv.Store,
+        writer: int,
+        rng: random.Random,
+        log: Any,
+        durability: str,
+        ttl_ops: bool = True,
     ) -> None:
         self.db = db
         self.durability = durability
+        # Without ttl puts, a bounded store's single puts evict on their own fused path.
+        self.ttl_ops = ttl_ops
         self.w = writer
         self.rng = rng
         self.log = log
@@ -244,7 +252,7 @@ class Writer:
         rng = self.rng
         op = rng.choices(
             ["put", "ttl", "del", "gput", "gdel", "rollback", "ctr", "compact", "reopen"],
-            [34, 10, 10, 16, 5, 8, 10, 2, 0.5],
+            [34, 10 if self.ttl_ops else 0, 10, 16, 5, 8, 10, 2, 0.5],
         )[0]
         singles = single_keys()
         record: dict[str, Any] = {"b": self.seq, "op": op, "t0": time.monotonic()}
@@ -376,11 +384,12 @@ def writer(
     duration: float,
     ready: Any,
     go: Any,
+    ttl_ops: bool = True,
 ) -> dict[str, Any]:
     """Write a seeded random mix for ``duration`` seconds from the parent's go signal."""
     rng = random.Random(seed)
     db = mmkv.Store(path, max_bytes=max_bytes, durability=durability)
-    w = Writer(db, writer_id, rng, None, durability)
+    w = Writer(db, writer_id, rng, None, durability, ttl_ops)
     try:
         with open(log_path, "a", encoding="utf-8") as log:
             w.log = log

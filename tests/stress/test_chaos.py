@@ -161,7 +161,7 @@ def wait_ready(children: list[Child], events: list[Any]) -> None:
         time.sleep(0.01)
 
 
-def run_chaos(tmp_path: Path, seed: int, max_bytes: int | None) -> None:
+def run_chaos(tmp_path: Path, seed: int, max_bytes: int | None, ttl_ops: bool = True) -> None:
     """Run the processes, then check everything; fail with every problem found at once."""
     ctx = multiprocessing.get_context("spawn")
     rng = random.Random(f"{seed}-parent")
@@ -189,6 +189,7 @@ def run_chaos(tmp_path: Path, seed: int, max_bytes: int | None) -> None:
             duration=duration,
             ready=ready,
             go=go,
+            ttl_ops=ttl_ops,
         )
         children.append(child)
         return child
@@ -470,3 +471,11 @@ def test_writers_readers_and_killed_writers_on_a_bounded_store_keep_the_bound_an
 ) -> None:
     """Everything at once on a store with max_bytes: reads stay valid, the bound always holds."""
     run_chaos(tmp_path, seed, max_bytes=MAX_BYTES)
+
+
+def test_killed_writers_on_a_bounded_store_without_ttl_keys_keep_the_bound_and_tear_nothing(
+    tmp_path: Path, seed: int
+) -> None:
+    """The same with no ttl puts: single puts then evict on their fused path, and are killed
+    there too."""
+    run_chaos(tmp_path, seed, max_bytes=MAX_BYTES, ttl_ops=False)
