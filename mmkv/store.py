@@ -1077,7 +1077,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._refresh()
         words = self._words
         count = words[_WRITERS_W]
-        words[_WRITERS_W] = count + 1
+        words[_WRITERS_W] = (count + 1) & 0xFFFF_FFFF_FFFF_FFFF  # wraps, as format.rst says
         if count == self._writers:
             # No writer took the lock since our last commit was published (this one moved the
             # word, so a failure before it publishes leaves the word ahead of _writers):

@@ -103,3 +103,15 @@ def test_another_store_object_of_the_same_process_counts_as_another_writer(
         first["x"] = b"x"  # second took the lock since first's commit: first checks
         first.verify()
         assert first["k"] == b"old" and second["k"] == b"old"
+
+
+def test_the_word_wraps_around_at_two_to_the_64(tmp_path: Path) -> None:
+    path = tmp_path / "s.mmkv"
+    with mmkv.open(path) as db:
+        db["a"] = b"1"
+        db._words[OFF_WRITERS // 8] = 2**64 - 1  # another writer's count, at the very top
+        db["b"] = b"2"  # the word moved: the check runs, then the count wraps to 0
+        assert _writers_word(path) == 0
+        db["c"] = b"3"
+        assert _writers_word(path) == 1
+        db.verify()
