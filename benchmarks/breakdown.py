@@ -1,11 +1,12 @@
 """Where the microseconds of a get and a put go: each step timed on its own.
 
 Run from the repository root: ``python benchmarks/breakdown.py``. Every step is the code of
-that step in ``mmkv/store.py`` (or the call it makes), repeated on a store of 100 000 keys of
-100-byte values with ``timeit``; the best of 7 repeats is printed, in microseconds per
-operation, next to the whole operation timed the same way. The steps are timed apart from
-each other, so their sum only approximates the whole (the interpreter's caches and branch
-history differ), and the whole includes the calls between steps that no step covers.
+that step in ``mmkv/store.py`` or ``mmkv/txn.py`` (or the call it makes), repeated on a store
+of 100 000 keys of 100-byte values with ``timeit``; the best of 7 repeats is printed, in
+microseconds per operation, next to the whole operation timed the same way. The steps are
+timed apart from each other, so their sum only approximates the whole (the interpreter's
+caches and branch history differ), and the whole includes the calls between steps that no
+step covers.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mmkv
 from mmkv.format import KEY_BYTES, META_SIZE, PUT, RECORD, RECORD_SIZE, VALUE_BYTES
-from mmkv.store import _pack_body
-from mmkv.txn import writer_probe
+from mmkv.txn import _pack_body, writer_probe
 
 N_KEYS = 100_000
 NUMBER = 20_000

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import threading
 import time
 import weakref
@@ -37,7 +36,6 @@ from .format import (
     HEADER_SIZE,
     KEY_BYTES,
     KEY_STR,
-    MAX_FILE_BYTES,
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
     META_OFFSETS,
@@ -62,7 +60,7 @@ from .format import (
     key_hash,
     table_bytes,
 )
-from .index import empty_slot, table_base
+from .index import table_base
 from .locking import WriterLock
 from .log import (
     H_EXP,
@@ -96,13 +94,11 @@ from .txn import (
     FLUSH_BYTES,
     P_KIND,
     P_OFF,
-    PWRITE_BYTES,
     Txn,
     evict,
     flush,
-    plan_evictions,
     publish,
-    writer_probe,
+    put_alone,
 )
 
 _GEN_W = OFF_GENERATION // 8
@@ -114,8 +110,6 @@ _unpack_header = RECORD.unpack_from
 _time = time.time
 _get_ident = threading.get_ident
 _crc32 = zlib.crc32
-_pack_body = struct.Struct(RECORD.format[:1] + RECORD.format[2:]).pack  # a record minus its crc
-_PADS = [b"\0" * n for n in range(8)]
 DEFAULT_CACHE_BYTES = 32 << 20
 _REFRESH_SPINS = 1000
 _COMPACT_MIN_WASTE = 1 << 20
@@ -735,7 +729,7 @@ class Store(_MutableMapping[str | bytes, Any]):
                 txn.writes += 1
                 txn.buffered = buffered
             return
-        self._put_alone(kt, kb, vt, vb, exp)
+        put_alone(self, kt, kb, vt, vb, exp)
 
     __setitem__ = put  # db[key] = value is put() itself: one call less on the hot path
 
@@ -897,172 +891,6 @@ class Store(_MutableMapping[str | bytes, Any]):
             self._txn = None
             lock.release()
             raise
-
-    def _put_alone(self, kt: int, kb: bytes, vt: int, vb: bytes, exp: float) -> None:
-        """A put outside any transaction: a commit of one record, with the steps fused.
-
-        The same steps in the same order as ``txn.flush`` + ``txn.evict`` + ``txn.publish``
-        (the records past ``log_end``, [msync], their slots, the meta, the generation word,
-        [msync], the synced word), computed for one put without building a transaction: a
-        single put is the most common write, and the general path costs a third more (more
-        than twice as much when it evicts). In a bounded store the put's EVICT tombstones
-        follow its record, as ``plan_evictions`` decides. A commit that needs more (an index
-        that must grow; eviction with ttl keys present; a put larger than the bound) goes
-        through the general path, under the same lock. ``tests/unit/test_single_put.py``
-        holds both paths to byte-identical files.
-        """
-        self._take_thread()
-        try:
-            if self._depth:  # inside this thread's transaction (a put from a nested call)
-                self._enter_write()
-                try:
-                    self._stage(PUT, kt, kb, vt, vb, exp)
-                except BaseException:
-                    self._leave_write(failed=True, wrote=False)
-                    raise
-                self._leave_write(failed=False)
-                return
-            lock = self._lock or self._writer_lock()
-            lock.acquire()
-            general = False
-            try:
-                self._catch_up_for_write()
-                meta = self._meta
-                # The fields, unpacked once (one operation instead of a dozen attribute loads).
-                (
-                    mgen,
-                    start,
-                    index_offset,
-                    capacity,
-                    used,
-                    keys,
-                    ttls,
-                    live,
-                    dead,
-                    max_bytes,
-                    evictions,
-                    base_gen,
-                    cursor,
-                    expired,
-                    _,
-                ) = meta
-                word_gen = self._words[_GEN_W]
-                gen = (mgen if mgen > word_gen else word_gen) + 1
-                h = _crc32(kb, kt)
-                base, mask, shift = self._view
-                i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
-                if self._words[base + i]:
-                    slot, prev, csize, cttl = writer_probe(self, kt, kb, h)
-                else:  # the home slot is empty: a new key
-                    slot, prev, csize, cttl = -1, 0, 0, False
-                klen = len(kb)
-                vlen = len(vb)
-                size = (RECORD_SIZE + klen + vlen + 7) & ~7
-                used += slot < 0
-                live += size - csize
-                if csize and prev < cursor:
-                    expired -= csize  # see txn.effects
-                # None: the commit needs the general path (the index must grow; an eviction
-                # that plan_evictions leaves to evict()).
-                plan: tuple[list[tuple[int, bytes, int, int, int, int]], int] | None
-                plan = [], cursor
-                if slot < 0 and used * 2 > capacity:
-                    plan = None
-                elif max_bytes and live - expired > max_bytes:
-                    plan = plan_evictions(self, meta, (kt, kb), live - expired)
-                if plan is None:
-                    txn = self._txn = Txn(meta, gen)
-                    txn.buffer[(kt, kb)] = (PUT, vt, vb, exp)
-                    txn.writes = 1
-                    general = True
-                    self._commit()  # releases the writer lock, whatever happens
-                    return
-                evicted, cursor = plan
-                pos = end = start + size
-                body = _pack_body(PUT, kt, vt, 0, gen, prev, h, klen, 0, vlen, 0, exp)
-                pad = _PADS[size - RECORD_SIZE - klen - vlen]
-                crc = _crc32(pad, _crc32(vb, _crc32(kb, _crc32(body)))).to_bytes(4, "little")
-                parts = [crc, body, kb, vb, pad]
-                dead += csize
-                for ekt, ekb, eh, _, eoff, esize in evicted:
-                    # An EVICT tombstone for each, after the put: what evict() stages.
-                    eklen = len(ekb)
-                    tsize = (RECORD_SIZE + eklen + 7) & ~7
-                    tbody = _pack_body(
-                        EVICT, ekt, VALUE_BYTES, 0, gen, eoff, eh, eklen, 0, 0, 0, 0.0
-                    )
-                    tbody += ekb + _PADS[tsize - RECORD_SIZE - eklen]
-                    parts.append(_crc32(tbody).to_bytes(4, "little"))
-                    parts.append(tbody)
-                    live -= esize
-                    dead += esize + tsize
-                    end += tsize
-                if end > self._file.size:
-                    if end > MAX_FILE_BYTES:
-                        raise ValueError(
-                            f"the store would pass its largest size, {MAX_FILE_BYTES} bytes"
-                        )
-                    self._grow(end)  # raises OSError (disk full) before anything is written
-                if end - start >= PWRITE_BYTES:  # see txn.flush: no fault per fresh page, no copy
-                    os.pwritev(self._file.fd, parts, start)
-                else:
-                    self._mm[start:end] = b"".join(parts)
-                if self._sync:
-                    self._file.sync(start, end)
-                words = self._words
-                if slot < 0:
-                    slot = empty_slot(words, base, mask, i)
-                words[base + slot] = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (start >> 3)
-                toff = pos
-                for _, ekb, eh, eslot, _, _ in evicted:
-                    words[base + eslot] = ((eh & TAG_MASK) << SLOT_OFFSET_BITS) | (toff >> 3)
-                    toff += (RECORD_SIZE + len(ekb) + 7) & ~7
-                new = Meta(
-                    gen,
-                    end,
-                    index_offset,
-                    capacity,
-                    used,
-                    keys + 1 - (csize != 0) - len(evicted),
-                    ttls + (exp != 0) - (cttl if csize else 0),
-                    live,
-                    dead,
-                    max_bytes,
-                    evictions + len(evicted),
-                    base_gen,
-                    cursor,
-                    expired,
-                    start,
-                )
-                at = META_OFFSETS[gen & 1]
-                self._mm[at : at + META_SIZE] = new.encode()
-                words[_GEN_W] = gen  # the commit point
-                if self._sync:
-                    self._file.sync()
-                words[_SYNCED_W] = gen
-                self._writers = words[_WRITERS_W]
-                # _install, for a commit of our own that kept the table and the mapping:
-                with self._cache_lock:
-                    cache = self._cache
-                    if cache:
-                        cache.pop(kb.decode() if kt == KEY_STR else kb, None)
-                        for ekt, ekb, _, _, _, _ in evicted:
-                            cache.pop(ekb.decode() if ekt == KEY_STR else ekb, None)
-                    self._meta = new
-                    self._gen = gen
-                if len(self._history) > 256:
-                    self._history.clear()
-                self._history[gen] = end
-            finally:
-                if not general:
-                    lock.release()
-            if self.auto_compact and self._should_compact():
-                try:
-                    self.compact()
-                except (OSError, Error):
-                    pass  # compaction is an optimisation; the commit already stands
-        finally:
-            self._tlock.release()
 
     def _catch_up_for_write(self) -> None:
         """Holding the lock: follow a compaction, load the newest meta, repair a dead writer."""

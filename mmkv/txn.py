@@ -9,8 +9,12 @@ A commit, in order (the numbered steps of ``docs/reference/format.rst``):
    records (``durability="sync"``), re-points the slots, writes the meta slot, and stores the
    generation word: the commit point. Then it msyncs everything and stores the synced word.
 
+A put outside a transaction, the most common write, takes the same steps in one function,
+:func:`put_alone` (its evictions planned by :func:`plan_evictions`), without building a
+:class:`Txn`; ``tests/unit/test_single_put.py`` holds the two ways to byte-identical files.
+
 These functions work on a :class:`~mmkv.store.Store`'s internals on its behalf, holding the
-writer lock; only ``store.py`` calls them.
+writer lock (``put_alone`` takes it itself); only ``store.py`` calls them.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import time
 import zlib
 from typing import TYPE_CHECKING
 
-from .errors import CorruptionError
+from .errors import CorruptionError, Error
 from .format import (
     EVICT,
     EXPIRE,
     HEADER_SIZE,
+    KEY_STR,
     MAX_FILE_BYTES,
     META_OFFSETS,
     META_SIZE,
@@ -356,6 +361,171 @@ def plan_evictions(
                 live -= size
         off += size
     return evicted, off
+
+
+def put_alone(store: Store, kt: int, kb: bytes, vt: int, vb: bytes, exp: float) -> None:
+    """A put outside any transaction: a commit of one record, with the steps fused.
+
+    The same steps in the same order as :func:`flush` + :func:`evict` + :func:`publish`
+    (the records past ``log_end``, [msync], their slots, the meta, the generation word,
+    [msync], the synced word), computed for one put without building a transaction: a
+    single put is the most common write, and the general path costs a third more (more
+    than twice as much when it evicts). In a bounded store the put's EVICT tombstones
+    follow its record, as :func:`plan_evictions` decides. A commit that needs more (an index
+    that must grow; eviction with ttl keys present; a put larger than the bound) goes
+    through the general path, under the same lock. ``tests/unit/test_single_put.py``
+    holds both paths to byte-identical files.
+    """
+    store._take_thread()
+    try:
+        if store._depth:  # inside this thread's transaction (a put from a nested call)
+            store._enter_write()
+            try:
+                store._stage(PUT, kt, kb, vt, vb, exp)
+            except BaseException:
+                store._leave_write(failed=True, wrote=False)
+                raise
+            store._leave_write(failed=False)
+            return
+        lock = store._lock or store._writer_lock()
+        lock.acquire()
+        general = False
+        try:
+            store._catch_up_for_write()
+            meta = store._meta
+            # The fields, unpacked once (one operation instead of a dozen attribute loads).
+            (
+                mgen,
+                start,
+                index_offset,
+                capacity,
+                used,
+                keys,
+                ttls,
+                live,
+                dead,
+                max_bytes,
+                evictions,
+                base_gen,
+                cursor,
+                expired,
+                _,
+            ) = meta
+            word_gen = store._words[_GEN_W]
+            gen = (mgen if mgen > word_gen else word_gen) + 1
+            h = _crc32(kb, kt)
+            base, mask, shift = store._view
+            i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
+            if store._words[base + i]:
+                slot, prev, csize, cttl = writer_probe(store, kt, kb, h)
+            else:  # the home slot is empty: a new key
+                slot, prev, csize, cttl = -1, 0, 0, False
+            klen = len(kb)
+            vlen = len(vb)
+            size = (RECORD_SIZE + klen + vlen + 7) & ~7
+            used += slot < 0
+            live += size - csize
+            if csize and prev < cursor:
+                expired -= csize  # see effects()
+            # None: the commit needs the general path (the index must grow; an eviction
+            # that plan_evictions leaves to evict()).
+            plan: tuple[list[tuple[int, bytes, int, int, int, int]], int] | None
+            plan = [], cursor
+            if slot < 0 and used * 2 > capacity:
+                plan = None
+            elif max_bytes and live - expired > max_bytes:
+                plan = plan_evictions(store, meta, (kt, kb), live - expired)
+            if plan is None:
+                txn = store._txn = Txn(meta, gen)
+                txn.buffer[(kt, kb)] = (PUT, vt, vb, exp)
+                txn.writes = 1
+                general = True
+                store._commit()  # releases the writer lock, whatever happens
+                return
+            evicted, cursor = plan
+            pos = end = start + size
+            body = _pack_body(PUT, kt, vt, 0, gen, prev, h, klen, 0, vlen, 0, exp)
+            pad = _PADS[size - RECORD_SIZE - klen - vlen]
+            crc = _crc32(pad, _crc32(vb, _crc32(kb, _crc32(body)))).to_bytes(4, "little")
+            parts = [crc, body, kb, vb, pad]
+            dead += csize
+            for ekt, ekb, eh, _, eoff, esize in evicted:
+                # An EVICT tombstone for each, after the put: what evict() stages.
+                eklen = len(ekb)
+                tsize = (RECORD_SIZE + eklen + 7) & ~7
+                tbody = _pack_body(EVICT, ekt, VALUE_BYTES, 0, gen, eoff, eh, eklen, 0, 0, 0, 0.0)
+                tbody += ekb + _PADS[tsize - RECORD_SIZE - eklen]
+                parts.append(_crc32(tbody).to_bytes(4, "little"))
+                parts.append(tbody)
+                live -= esize
+                dead += esize + tsize
+                end += tsize
+            if end > store._file.size:
+                if end > MAX_FILE_BYTES:
+                    raise ValueError(
+                        f"the store would pass its largest size, {MAX_FILE_BYTES} bytes"
+                    )
+                store._grow(end)  # raises OSError (disk full) before anything is written
+            if end - start >= PWRITE_BYTES:  # see PWRITE_BYTES
+                os.pwritev(store._file.fd, parts, start)
+            else:
+                store._mm[start:end] = b"".join(parts)
+            if store._sync:
+                store._file.sync(start, end)
+            words = store._words
+            if slot < 0:
+                slot = empty_slot(words, base, mask, i)
+            words[base + slot] = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (start >> 3)
+            toff = pos
+            for _, ekb, eh, eslot, _, _ in evicted:
+                words[base + eslot] = ((eh & TAG_MASK) << SLOT_OFFSET_BITS) | (toff >> 3)
+                toff += (RECORD_SIZE + len(ekb) + 7) & ~7
+            new = Meta(
+                gen,
+                end,
+                index_offset,
+                capacity,
+                used,
+                keys + 1 - (csize != 0) - len(evicted),
+                ttls + (exp != 0) - (cttl if csize else 0),
+                live,
+                dead,
+                max_bytes,
+                evictions + len(evicted),
+                base_gen,
+                cursor,
+                expired,
+                start,
+            )
+            at = META_OFFSETS[gen & 1]
+            store._mm[at : at + META_SIZE] = new.encode()
+            words[_GEN_W] = gen  # the commit point
+            if store._sync:
+                store._file.sync()
+            words[_SYNCED_W] = gen
+            store._writers = words[_WRITERS_W]
+            # _install, for a commit of our own that kept the table and the mapping:
+            with store._cache_lock:
+                cache = store._cache
+                if cache:
+                    cache.pop(kb.decode() if kt == KEY_STR else kb, None)
+                    for ekt, ekb, _, _, _, _ in evicted:
+                        cache.pop(ekb.decode() if ekt == KEY_STR else ekb, None)
+                store._meta = new
+                store._gen = gen
+            if len(store._history) > 256:
+                store._history.clear()
+            store._history[gen] = end
+        finally:
+            if not general:
+                lock.release()
+        if store.auto_compact and store._should_compact():
+            try:
+                store.compact()
+            except (OSError, Error):
+                pass  # compaction is an optimisation; the commit already stands
+    finally:
+        store._tlock.release()
 
 
 def purge_expired(store: Store, txn: Txn, now: float) -> None:

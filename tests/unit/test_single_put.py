@@ -1,4 +1,4 @@
-"""A put outside a transaction commits through a fused path (``Store._put_alone``).
+"""A put outside a transaction commits through a fused path (``mmkv.txn.put_alone``).
 
 That path repeats, for one record, what ``txn.flush`` and ``txn.publish`` do for many. These
 tests hold the two to the same result: the same writes, committed one by one through either
