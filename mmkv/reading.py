@@ -114,7 +114,9 @@ def locate(store: Store, kt: int, kb: bytes, h: int) -> tuple[int, int, Header |
     tag = h & TAG_MASK
     i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
     klen = len(kb)
-    for _ in range(mask + 1):
+    left = mask + 1  # at most one pass over the table (a countdown: no range())
+    while left:
+        left -= 1
         word = words[base + i]
         if word == 0:
             return i, 0, None

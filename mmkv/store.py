@@ -579,7 +579,9 @@ class Store(_MutableMapping[str | bytes, Any]):
                 limit = self._file.size
                 tag = h & TAG_MASK
                 i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
-                for _ in range(mask + 1):
+                left = mask + 1  # at most one pass over the table (a countdown: no range())
+                while left:
+                    left -= 1
                     word = words[base + i]
                     if word == 0:
                         return self._cache_result(key, g, _ABSENT, default)

@@ -190,7 +190,9 @@ def writer_probe(store: Store, kt: int, kb: bytes, h: int) -> tuple[int, int, in
     i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
     klen = len(kb)
     limit = store._file.size
-    for _ in range(mask + 1):
+    left = mask + 1  # at most one pass over the table (a countdown: no range())
+    while left:
+        left -= 1
         word = words[base + i]
         if word == 0:
             return -1, 0, 0, False
@@ -344,11 +346,13 @@ def plan_evictions(
         # passes, on the path of every put that evicts.
         word = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (off >> 3)
         i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
-        for _ in range(mask + 1):
+        left = mask + 1  # at most one pass over the table (a countdown: no range())
+        while left:
             w = words[base + i]
             if w == word or not w:
                 break
             i = (i + 1) & mask
+            left -= 1
         else:
             raise CorruptionError("index table has no empty slot", path=store.path)
         if w == word:

@@ -143,3 +143,33 @@ def test_an_eviction_plan_over_a_damaged_full_table_raises_instead_of_looping(
             db._words[base + i] = 0xFFFF_FFFF_FFFF_FFF8  # damage: a full table
         with pytest.raises(mmkv.CorruptionError, match="no empty slot"):
             plan_evictions(db, meta, (0, b"new"), meta.max_bytes + 1)
+
+
+def test_reads_and_writes_over_a_damaged_full_table_raise_instead_of_looping(
+    tmp_path: Path,
+) -> None:
+    """Every slot nonzero, none naming the key: the inlined probes give up after one pass."""
+    import threading
+
+    path = tmp_path / "s.mmkv"
+    with mmkv.open(path) as db:
+        db["k"] = b"v"
+        base, mask, _ = db._view
+        for i in range(mask + 1):
+            db._words[base + i] = 0xFFFF_FFFF_FFFF_FFF8  # damage: a full table
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        with mmkv.open(path) as db:
+            for action in (lambda: db.get("absent"), lambda: db.put("new", b"x")):
+                try:
+                    action()
+                    outcomes.append("no error")
+                except mmkv.CorruptionError as exc:
+                    outcomes.append(str(exc))
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "a probe over a full table did not stop"
+    assert len(outcomes) == 2 and all("no empty slot" in o for o in outcomes), outcomes
