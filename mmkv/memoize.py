@@ -195,7 +195,11 @@ _KNOWN_KEYS = 65536
 # Results reused from one hit to the next (see ``hot`` in memoize): immutable types only, so
 # no caller can change what the next one gets, and small, so the entries kept alive are too.
 _IMMUTABLE_RESULTS = frozenset((int, float, str, bytes, bool, type(None)))
-_HOT_BYTES = 4096
+_HOT_BYTES = 4096  # largest stored entry reused
+# What the reused results of one memoized function may keep alive (stored entries and their
+# decoded results, counted as twice the stored size), beyond the store's own read cache,
+# whose budget does not see them: past it, they are all dropped.
+_HOT_BUDGET = 4 << 20
 
 
 def _pack(obj: Any) -> bytes:
@@ -602,6 +606,7 @@ def memoize(
         # stored value is unchanged and its decoding can be reused. Only for entries without
         # stale=, whose freshness is the store's own expiry.
         hot: dict[Any, tuple[str, Any, Any]] = {}
+        hot_bytes = [0]  # see _HOT_BUDGET
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -652,8 +657,10 @@ def memoize(
                         and len(entry[1]) <= _HOT_BYTES
                         and (not kwargs and key_func is None and _plain(args))
                     ):
-                        if len(hot) >= _KNOWN_KEYS:
+                        hot_bytes[0] += 2 * len(entry[1]) + 200
+                        if hot_bytes[0] > _HOT_BUDGET:
                             hot.clear()
+                            hot_bytes[0] = 0
                         hot[args] = (store_key, entry, result)
                     return result
                 if stale is not None and _is_entry(cached):

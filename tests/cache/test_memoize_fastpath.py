@@ -128,3 +128,26 @@ def test_equal_arguments_of_other_types_do_not_share_a_reused_result(tmp_path: P
         assert kind(1.0) == "float"
         assert _warm(kind, True) == "bool"
         assert kind(1) == "int"
+
+
+def test_reused_results_past_their_budget_are_dropped_and_still_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a budget of a few entries, reuse keeps being dropped; every call stays right."""
+    import mmkv.memoize
+
+    monkeypatch.setattr(mmkv.memoize, "_HOT_BUDGET", 3_000)
+    with mmkv.open(tmp_path / "m.mmkv") as db:
+        calls = []
+
+        @db.memoize()
+        def blob(x: int) -> bytes:
+            calls.append(x)
+            return bytes([x % 256]) * 1_000
+
+        for _ in range(4):
+            for x in range(20):
+                assert blob(x) == bytes([x % 256]) * 1_000
+        assert len(calls) == 20
+        db[blob.cache_key(3)] = [b"replaced"]
+        assert blob(3) == b"replaced"
