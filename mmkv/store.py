@@ -337,13 +337,15 @@ class Store(_MutableMapping[str | bytes, Any]):
         """
         if not self._cache or self._meta is None:
             return None
-        words = self._words
         a, b = META_OFFSETS
-        metas = [Meta.decode(self._mm[m : m + META_SIZE]) for m in (a, b)]
-        valid = [m for m in metas if m is not None and m.gen <= words[_GEN_W]]
-        if not valid:
+        mm = self._mm
+        final = _newest_meta(
+            Meta.decode(mm[a : a + META_SIZE]),
+            Meta.decode(mm[b : b + META_SIZE]),
+            self._words[_GEN_W],
+        )
+        if final is None:
             return None
-        final = max(valid, key=lambda m: m.gen)
         start = self._meta.log_end
         if final.gen < self._gen or final.log_end < start:
             return None
@@ -385,9 +387,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             elif spin > 20 and words[_RETIRED_W]:
                 # A compaction retired this file and moved its word past every meta in it (to
                 # wake readers): the newest meta not newer than the word is this file's state.
-                valid = [m for m in (m0, m1) if m is not None and m.gen <= g]
-                if valid:
-                    meta = max(valid, key=lambda m: m.gen)
+                meta = _newest_meta(m0, m1, g)
             if meta is not None and words[_GEN_W] == g:
                 break
             meta = None
@@ -1225,6 +1225,12 @@ def _expiry(ttl: float | None) -> float:
     if not ttl > 0 or ttl != ttl or ttl == float("inf"):
         raise ValueError("ttl must be a finite number of seconds > 0")
     return time.time() + ttl
+
+
+def _newest_meta(m0: Meta | None, m1: Meta | None, g: int) -> Meta | None:
+    """The newer of two decoded meta slots (None: damaged or empty) not newer than ``g``."""
+    valid = [m for m in (m0, m1) if m is not None and m.gen <= g]
+    return max(valid, key=lambda m: m.gen) if valid else None
 
 
 def _fsync_dir(path: str) -> None:
