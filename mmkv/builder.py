@@ -1,6 +1,6 @@
-"""Write a complete new store file from scratch: used to create, compact and salvage.
+"""Write a complete new store file from scratch: used to create, compact, back up and salvage.
 
-A new file is written beside its final path under a temporary name, fsync'd, and only then
+A new file is written beside its final path under a temporary name, fsynced, and only then
 renamed into place by the caller, so a crash leaves either no new file at the path or a
 complete one (the temporary file is garbage the next compaction removes).
 """
@@ -12,17 +12,21 @@ from array import array
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from . import effects
 from .format import (
+    DURABLE_OFFSET,
     HEADER_SIZE,
     META_OFFSETS,
-    MIN_INDEX_CAPACITY,
-    OFF_GENERATION,
-    OFF_SYNCED,
     PUT,
     RECORD_SIZE,
     SLOT_OFFSET_BITS,
-    TAG_MASK,
+    TAG_BIT,
+    TAG_LOW,
+    W_BOOT,
+    W_CLAIMED,
+    W_PUBLISHED,
     Meta,
+    chain_step,
     encode_preamble,
     encode_record,
     encode_table_header,
@@ -80,12 +84,15 @@ def build(
 ) -> Meta:
     """Write a store holding ``records`` (in the order given) to ``tmp_path`` and fsync it.
 
-    The new file's generation is ``gen``; ``changed_since`` history before ``base_gen`` is gone.
-    Returns the meta written. Raises OSError (e.g. ENOSPC) with ``tmp_path`` removed.
+    Each record is ``(bytes of a complete record, key hash, has a ttl)``. The new file's
+    generation is ``gen``; ``changed_since`` history before ``base_gen`` is gone. Returns the
+    meta written. Raises OSError (e.g. ENOSPC) with ``tmp_path`` removed.
     """
     fd = os.open(tmp_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    eff = effects.current
     try:
         meta = _write(
+            eff,
             fd,
             records,
             gen=gen,
@@ -94,7 +101,7 @@ def build(
             evictions=evictions,
             slack=slack,
         )
-        os.fsync(fd)
+        eff.fsync(fd)
     except BaseException:
         os.close(fd)
         try:
@@ -107,6 +114,7 @@ def build(
 
 
 def _write(
+    eff: effects.Effects,
     fd: int,
     records: Iterable[tuple[bytes, int, bool]],
     *,
@@ -119,39 +127,43 @@ def _write(
     offset = HEADER_SIZE
     placed: list[tuple[int, int]] = []  # (hash, offset)
     live = ttl = 0
+    chain = 0
     buf: list[bytes] = []
     buffered = 0
-    os.pwrite(fd, b"\0" * HEADER_SIZE, 0)
+    eff.pwrite(fd, bytes(HEADER_SIZE), 0)
     for rec, h, has_ttl in records:
         placed.append((h, offset))
+        chain = chain_step(chain, int.from_bytes(rec[:4], "little"), len(rec))
         buf.append(rec)
         buffered += len(rec)
         offset += len(rec)
         live += len(rec)
         ttl += has_ttl
         if buffered >= _CHUNK:
-            _flush(fd, buf, offset - buffered)
+            eff.pwrite(fd, b"".join(buf), offset - buffered)
             buf, buffered = [], 0
-    _flush(fd, buf, offset - buffered)
+    if buf:
+        eff.pwrite(fd, b"".join(buf), offset - buffered)
 
-    capacity = capacity_for(len(placed), MIN_INDEX_CAPACITY)
-    bits = capacity.bit_length() - 1
+    capacity = capacity_for(len(placed))
     slots = array("Q", bytes(8 * capacity))
     mask = capacity - 1
-    shift = 32 - bits
+    shift = 33 - capacity.bit_length()
     for h, rec_offset in placed:
         i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # home_slot, inlined: once per key
         while slots[i]:
             i = (i + 1) & mask
-        slots[i] = ((h & TAG_MASK) << SLOT_OFFSET_BITS) | (rec_offset >> 3)
+        slots[i] = (((h & TAG_LOW) | TAG_BIT) << SLOT_OFFSET_BITS) | (rec_offset >> 3)
     table_offset = offset
-    os.pwrite(fd, encode_table_header(capacity, gen), table_offset)
-    os.pwrite(fd, slots.tobytes(), table_offset + RECORD_SIZE)
+    table_header = encode_table_header(capacity, gen)
+    eff.pwrite(fd, table_header, table_offset)
+    eff.pwrite(fd, slots.tobytes(), table_offset + RECORD_SIZE)
     log_end = table_offset + RECORD_SIZE + 8 * capacity
+    chain = chain_step(chain, int.from_bytes(table_header[:4], "little"), log_end - table_offset)
 
     size = log_end + int(log_end * slack)
     size = (size + 65535) // 65536 * 65536
-    os.posix_fallocate(fd, 0, size)
+    eff.fallocate(fd, 0, size)
 
     meta = Meta(
         gen=gen,
@@ -169,17 +181,16 @@ def _write(
         evict_cursor=HEADER_SIZE,
         expired_bytes=0,
         commit_start=log_end,
+        chain=chain,
+        history_start=log_end,
     )
+    encoded = meta.encode()
     header = bytearray(HEADER_SIZE)
     header[:16] = encode_preamble()
-    header[OFF_GENERATION : OFF_GENERATION + 8] = gen.to_bytes(8, "little")
-    header[OFF_SYNCED : OFF_SYNCED + 8] = gen.to_bytes(8, "little")
-    start = META_OFFSETS[gen % 2]
-    header[start : start + len(meta.encode())] = meta.encode()
-    os.pwrite(fd, bytes(header), 0)
+    for index, value in ((W_PUBLISHED, gen), (W_CLAIMED, gen), (W_BOOT, eff.boot_id())):
+        header[8 * index : 8 * index + 8] = value.to_bytes(8, "little")
+    header[META_OFFSETS[0] : META_OFFSETS[0] + len(encoded)] = encoded
+    # Everything here reaches the disk before the file gets its name: the state is durable.
+    header[DURABLE_OFFSET : DURABLE_OFFSET + len(encoded)] = encoded
+    eff.pwrite(fd, bytes(header), 0)
     return meta
-
-
-def _flush(fd: int, buf: list[bytes], at: int) -> None:
-    if buf:
-        os.pwrite(fd, b"".join(buf), at)

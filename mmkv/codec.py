@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import time
 from typing import Any, cast
 
 import msgpack
@@ -17,6 +20,8 @@ from .format import (
 )
 
 _packb = msgpack.Packer(use_bin_type=True, strict_types=False, autoreset=True).pack
+#: Decode msgpack value bytes as every reader does (str and bytes kept apart, any map keys).
+unpackb = functools.partial(msgpack.unpackb, raw=False, strict_map_key=False)
 
 
 def encode_key(key: object) -> tuple[int, bytes]:
@@ -116,3 +121,38 @@ def decode_value(value_type: int, raw: bytes) -> Any:
     if value_type == VALUE_STR:
         return raw.decode("utf-8")
     return msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
+
+
+def expiry(ttl: object) -> float:
+    """The absolute expiry (Unix time) of a ``ttl`` in seconds from now.
+
+    TypeError for anything but a number; ValueError unless it is finite and > 0 (a ttl too
+    large to add to the clock is not finite either).
+    """
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
+    try:
+        seconds = float(ttl)
+    except OverflowError:
+        raise ValueError("ttl must be a finite number of seconds > 0") from None
+    at = time.time() + seconds
+    if not seconds > 0 or not math.isfinite(at):
+        raise ValueError("ttl must be a finite number of seconds > 0")
+    return at
+
+
+def decode_stored(vt: int, data: bytes, off: int, key: object, path: str) -> Any:
+    """A value read from the store; CorruptionError naming the record if it does not decode
+    (its checksum matched, so this is damage made before the checksum, or a foreign file)."""
+    from .errors import CorruptionError
+
+    try:
+        if vt == VALUE_BYTES:
+            return data
+        if vt == VALUE_STR:
+            return data.decode("utf-8")
+        if vt == VALUE_MSGPACK:
+            return unpackb(data)
+    except Exception as exc:  # msgpack and the codec raise several types on bad bytes
+        raise CorruptionError(f"undecodable value: {exc}", offset=off, key=key, path=path) from None
+    raise CorruptionError(f"unknown value type {vt}", offset=off, key=key, path=path)

@@ -1,138 +1,142 @@
-"""The open-addressing hash index: slots in a table block of the mapped file.
+"""The open-addressing hash index: slot words in a TABLE block of the mapped file.
 
 A table of ``2**bits`` slots lives in the arena as a TABLE block; slot ``i`` is the 8-byte word at
-``words[base + i]`` where ``base = (table_offset + RECORD_SIZE) // 8``. A slot is 0 (empty) or
-``tag << 40 | record_offset // 8`` (see :func:`mmkv.format.slot_word`). Linear probing from
-:func:`mmkv.format.home_slot`.
+``words[base + i]`` where ``base = (table_offset + RECORD_SIZE) // 8``. A slot is 0 (empty),
+:data:`~mmkv.format.VACANT`, or ``tag << 40 | record_offset // 8`` (see
+:func:`mmkv.format.slot_word`). Linear probing from :func:`mmkv.format.home_slot`. A table's
+geometry travels as ``(base, mask, shift)`` with ``mask = capacity - 1`` and
+``shift = 32 - bits``.
 
-Invariants (argued in ``docs/explanation/concurrency.rst``):
+Invariants (numbered as in ``docs/reference/format.rst``):
 
-1. Within one table a slot, once it names a key, names that key for the table's lifetime: updates
-   only re-point it at a newer record of the same key (a tombstone included). So a probe that
-   reaches an empty slot has passed every slot its key could occupy, whatever a concurrent writer
-   is doing; a reader may stop there. The one exception, clearing a slot filled by a commit that
-   never published, is safe because no committed key was placed behind that slot.
-2. Every slot write is one aligned 8-byte store; a reader loads a slot in one aligned 8-byte load.
-3. A table is at most half full, so probes are short and an empty slot always exists.
+* A slot, once it names a key, names that key for the table's lifetime, or becomes VACANT;
+  it never becomes empty again. So a probe that reaches an empty slot has passed every slot its
+  key could occupy, whatever a concurrent writer is doing, and stops there.
+* Every slot write is one aligned 8-byte store; a reader loads a slot in one aligned load.
+* A table is at most half full (VACANT slots count), so probes are short and end.
 
-This module knows slots, not records: finding *which* slot holds a key needs the key compared
-against the record a slot names, which the caller supplies as ``key_at``.
+This module knows slot words, not records: the probe that compares keys against the records
+the slots name is :func:`mmkv.view.find`, written once.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
+from typing import Any
 
 from .errors import CorruptionError
-from .format import (
-    MAX_INDEX_BITS,
-    RECORD_SIZE,
-    SLOT_OFFSET_BITS,
-    SLOT_OFFSET_MASK,
-    TAG_MASK,
-    home_slot,
-)
+from .format import MAX_INDEX_BITS, MIN_INDEX_CAPACITY, RECORD_SIZE, SLOT_OFFSET_MASK, VACANT
 
-MAX_LOAD_NUM, MAX_LOAD_DEN = 1, 2  # grow past half full
+Geometry = tuple[int, int, int]  # (base, mask, shift)
+#: Slot words: a memoryview of the map cast to "Q", or an array("Q") of a table being built.
+Words = Any
 
 
 def table_base(table_offset: int) -> int:
     return (table_offset + RECORD_SIZE) >> 3
 
 
-def capacity_for(used: int, current: int) -> int:
-    """The smallest power-of-two capacity >= ``current`` that keeps ``used`` at most half full."""
-    capacity = current
-    while used * MAX_LOAD_DEN > capacity * MAX_LOAD_NUM:
+def geometry(table_offset: int, capacity: int) -> Geometry:
+    return table_base(table_offset), capacity - 1, 33 - capacity.bit_length()
+
+
+def fits(used: int, capacity: int) -> bool:
+    """Whether ``used`` slots keep a table of ``capacity`` at most half full."""
+    return 2 * used <= capacity
+
+
+def capacity_for(keys: int) -> int:
+    """The capacity a new table gets for ``keys`` keys: the smallest power of two, at least
+    MIN_INDEX_CAPACITY, that they fill at most a quarter (room to grow before the next
+    rebuild)."""
+    capacity = MIN_INDEX_CAPACITY
+    while 4 * keys > capacity:
         capacity *= 2
     if capacity > 1 << MAX_INDEX_BITS:
         raise ValueError("the index cannot hold that many keys")
     return capacity
 
 
-def find(
-    words: memoryview, base: int, bits: int, h: int, key_at: Callable[[int], bool]
-) -> tuple[int, int]:
-    """``(slot, word)`` of the key whose hash is ``h``, or ``(empty slot, 0)`` if absent.
+def _no_empty_slot(base: int) -> CorruptionError:
+    return CorruptionError("index table has no empty slot", offset=(base << 3) - RECORD_SIZE)
 
-    ``key_at(record_offset)`` says whether the record there holds the key. Raises
-    CorruptionError if every slot is occupied (a sound table never is). This is the reference
-    probe; the hot paths (``Store._fetch``, ``reading.locate``, ``txn.writer_probe``) inline
-    the same loop, because a call and a closure per lookup cost measurably there.
+
+def find_word(words: Words, geom: Geometry, h: int, word: int) -> int:
+    """The slot holding exactly ``word`` in the probe sequence of hash ``h``, or -1.
+
+    Reads no record: a committed record is its key's newest exactly when a slot holds the word
+    that names it. CorruptionError if the table has no empty slot (a sound table always has).
     """
-    mask = (1 << bits) - 1
-    tag = h & TAG_MASK
-    i = home_slot(h, bits)
-    for _ in range(mask + 1):
-        word = words[base + i]
-        if word == 0:
-            return i, 0
-        if word >> SLOT_OFFSET_BITS == tag and key_at((word & SLOT_OFFSET_MASK) << 3):
-            return i, word
-        i = (i + 1) & mask
-    raise CorruptionError("index table has no empty slot", offset=(base << 3) - RECORD_SIZE)
-
-
-def find_word(words: memoryview, base: int, bits: int, h: int, word: int) -> int:
-    """The slot holding exactly ``word`` in ``h``'s probe sequence, or -1 if none does.
-
-    Raises CorruptionError if every slot is occupied (a sound table never is).
-    """
-    mask = (1 << bits) - 1
-    i = home_slot(h, bits)
-    for _ in range(mask + 1):
+    base, mask, shift = geom
+    i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
+    left = mask + 1
+    while left:
         w = words[base + i]
         if w == word:
             return i
         if w == 0:
             return -1
         i = (i + 1) & mask
-    raise CorruptionError("index table has no empty slot", offset=(base << 3) - RECORD_SIZE)
+        left -= 1
+    raise _no_empty_slot(base)
 
 
-def empty_slot(words: memoryview, base: int, mask: int, i: int) -> int:
-    """The first empty slot from ``i`` on; CorruptionError if there is none (damage)."""
-    for _ in range(mask + 1):
+def empty_slot(words: Words, geom: Geometry, h: int) -> int:
+    """The first empty slot of hash ``h``'s probe sequence (VACANT slots are not refilled)."""
+    base, mask, shift = geom
+    i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
+    left = mask + 1
+    while left:
         if not words[base + i]:
             return i
         i = (i + 1) & mask
-    raise CorruptionError("index table has no empty slot", offset=(base << 3) - RECORD_SIZE)
-
-
-def insert_new(words: memoryview, base: int, bits: int, h: int, word: int) -> int:
-    """Put ``word`` in the first empty slot of ``h``'s probe sequence (the key must be absent)."""
-    i = empty_slot(words, base, (1 << bits) - 1, home_slot(h, bits))
-    words[base + i] = word
-    return i
+        left -= 1
+    raise _no_empty_slot(base)
 
 
 def rehash(
-    words: memoryview,
-    old_base: int,
-    old_capacity: int,
-    new_base: int,
-    new_bits: int,
+    words: Words,
+    old: Geometry,
+    capacity: int,
     keep: Callable[[int], int | None],
-) -> int:
-    """Copy the slots of an old table into an empty new one; returns how many were copied.
+) -> array[int]:
+    """The slots of a new table of ``capacity`` holding the old table's keys worth keeping.
 
-    ``keep(record_offset)`` returns the key hash for a slot worth keeping, or None to drop it
-    (a key whose newest committed record is a tombstone).
+    ``keep(record_offset)`` returns the key hash for a slot worth keeping, or None to drop it (a
+    key whose newest committed record is a tombstone). VACANT slots are dropped. The new table
+    is built in memory and returned: the caller writes it through the effects seam in one go.
     """
-    mask = (1 << new_bits) - 1
-    copied = 0
-    shift = 32 - new_bits
-    for i in range(old_base, old_base + old_capacity):
+    old_base, old_mask, _ = old
+    new_mask = capacity - 1
+    new_shift = 33 - capacity.bit_length()
+    slots = array("Q", bytes(8 * capacity))
+    for i in range(old_base, old_base + old_mask + 1):
         word = words[i]
-        if not word:
+        if not word or word == VACANT:
             continue
         h = keep((word & SLOT_OFFSET_MASK) << 3)
         if h is None:
             continue
-        j = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift  # home_slot, inlined for speed
-        if words[new_base + j]:
-            # Bounded: a damaged old table could name more keys than the new one holds.
-            j = empty_slot(words, new_base, mask, j)
-        words[new_base + j] = word
-        copied += 1
-    return copied
+        j = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> new_shift
+        left = new_mask + 1
+        while slots[j]:
+            j = (j + 1) & new_mask
+            left -= 1
+            if not left:  # a damaged old table could name more keys than the new one holds
+                raise CorruptionError("index table names more keys than fit a new table")
+        slots[j] = word
+    return slots
+
+
+__all__ = [
+    "MIN_INDEX_CAPACITY",
+    "Geometry",
+    "capacity_for",
+    "empty_slot",
+    "find_word",
+    "fits",
+    "geometry",
+    "rehash",
+    "table_base",
+]

@@ -1,7 +1,9 @@
 """The writer lock: the one importer of ``filelock``.
 
-Every writer of a store takes an exclusive lock on ``PATH.lock`` before it touches the file and
-holds it until its commit is published. Readers never take it.
+Every writer of a store takes an exclusive lock on ``REALPATH.lock`` before it touches the file
+and holds it until its commit is published; ``REALPATH`` is the store's path with every symlink
+resolved, so every spelling of one store (a symlink, a relative path, ``..``) shares one lock.
+Readers never take it.
 
 Two ways in, one lock:
 
@@ -17,7 +19,7 @@ Two ways in, one lock:
 ``flock`` locks belong to the open file description, so two ``Store`` objects in one process
 exclude each other like two processes do, and a lock dies with its holder: a writer killed while
 holding the lock blocks nobody (the kernel drops the lock), and the next writer repairs what the
-dead one left (see ``Store._recover``).
+dead one left (see :mod:`mmkv.recovery`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Literal
 
 import filelock
 
+from . import effects
 from .errors import LockTimeout
 
 _EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -40,10 +43,11 @@ _SPIN_SECONDS = 0.005
 class WriterLock:
     """An exclusive, non-reentrant inter-process lock on ``lock_path``."""
 
-    __slots__ = ("_fd", "_filelock", "_via_filelock", "held", "lock_path", "timeout")
+    __slots__ = ("_fd", "_filelock", "_via_filelock", "held", "lock_path", "name", "timeout")
 
-    def __init__(self, lock_path: str, timeout: float | None) -> None:
+    def __init__(self, lock_path: str, timeout: float | None, name: str | None = None) -> None:
         self.lock_path = lock_path
+        self.name = name or lock_path  # what messages call the store
         self.timeout = timeout
         self.held = False
         self._via_filelock = False
@@ -96,13 +100,19 @@ class WriterLock:
             )
         except filelock.Timeout:
             raise LockTimeout(
-                f"could not acquire the writer lock {self.lock_path!r} within "
-                f"{self.timeout} s; another process is writing"
+                f"could not acquire the writer lock of {self.name!r} within "
+                f"{self.timeout} s; another process is writing to it"
             ) from None
         self._via_filelock = True
         self.held = True
 
     def release(self) -> None:
+        """Release the lock, through the effects seam (a crash simulator records it)."""
+        if self.held:
+            effects.current.unlock(self)
+
+    def unlock(self) -> None:
+        """The release itself; only :meth:`mmkv.effects.Effects.unlock` calls it."""
         if not self.held:
             return
         self.held = False

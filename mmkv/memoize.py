@@ -72,11 +72,10 @@ Statistics
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import functools
 import hashlib
 import inspect
+import math
 import os
 import threading
 import time
@@ -85,11 +84,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
+from .codec import unpackb as _unpackb
 from .format import VALUE_MSGPACK as _MSGPACK
-from .reading import unpackb as _unpackb
+from .memolock import checkin, checkout, release_range_lock, try_range_lock
 
 if TYPE_CHECKING:
-    from mmkv.store import Store
+    from .protocols import StoreLike as Store
 
 __all__ = ["KEY_PREFIX", "CacheInfo", "memo_stats", "memoize"]
 
@@ -243,6 +243,16 @@ def function_name(func: Callable[..., Any]) -> str:
 # --------------------------------------------------------------------------- statistics
 
 _stats_lock = threading.Lock()
+
+
+def _reset_stats_lock_after_fork() -> None:
+    # A thread that held the statistics' lock at the fork does not exist in the child.
+    global _stats_lock
+    _stats_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_stats_lock_after_fork)
 # Every memoized function's own counters, by the store file they cache in: memo_stats() sums
 # them, so a hit only bumps its function's counter.
 _store_stats: dict[str, list[dict[str, int]]] = {}
@@ -266,108 +276,6 @@ def memo_stats(store: Store) -> dict[str, int]:
     }
 
 
-# --------------------------------------------------------------------------- locking
-
-
-class _Slot:
-    """In-process state of one byte range of one side lock file."""
-
-    __slots__ = ("depth", "rlock", "users")
-
-    def __init__(self) -> None:
-        self.rlock = threading.RLock()
-        self.depth = 0  # how many nested holds the owning thread has; 0 = range not held
-        self.users = 0  # threads holding or waiting for this slot
-
-
-class _LockFile:
-    __slots__ = ("fd", "users")
-
-    def __init__(self, fd: int | None) -> None:
-        self.fd = fd
-        self.users = 0
-
-
-_registry_lock = threading.Lock()
-_lock_files: dict[str, _LockFile] = {}
-_slots: dict[tuple[str, int], _Slot] = {}
-
-
-def _reset_after_fork() -> None:
-    # A child holds none of its parent's byte-range locks, and threads that held in-process
-    # locks do not exist in it. Forget everything; inherited descriptors are left open
-    # because closing them is never needed for correctness here.
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    _lock_files.clear()
-    _slots.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def _open_lock_file(lock_path: str) -> int | None:
-    try:
-        return os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-    except OSError:
-        # No side file (read-only directory, permissions): compute without cross-process
-        # protection rather than fail the call.
-        return None
-
-
-def _checkout(lock_path: str, offset: int) -> tuple[_LockFile, _Slot]:
-    with _registry_lock:
-        lock_file = _lock_files.get(lock_path)
-        if lock_file is None:
-            lock_file = _LockFile(_open_lock_file(lock_path))
-            _lock_files[lock_path] = lock_file
-        lock_file.users += 1
-        slot = _slots.get((lock_path, offset))
-        if slot is None:
-            slot = _slots[(lock_path, offset)] = _Slot()
-        slot.users += 1
-        return lock_file, slot
-
-
-def _checkin(lock_path: str, offset: int, lock_file: _LockFile, slot: _Slot) -> None:
-    with _registry_lock:
-        slot.users -= 1
-        if slot.users == 0 and _slots.get((lock_path, offset)) is slot:
-            del _slots[(lock_path, offset)]
-        lock_file.users -= 1
-        if lock_file.users == 0 and _lock_files.get(lock_path) is lock_file:
-            del _lock_files[lock_path]
-            # Safe: no thread of this process holds or waits for a range of this file.
-            if lock_file.fd is not None:
-                try:
-                    os.close(lock_file.fd)
-                except OSError:
-                    pass
-
-
-def _try_range_lock(fd: int | None, offset: int) -> bool:
-    """Take the byte at ``offset`` without blocking; False when another process holds it."""
-    if fd is None:
-        return True
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
-    except OSError as exc:
-        # Busy is EACCES or EAGAIN; any other failure (e.g. ENOLCK) means byte-range locks
-        # do not work here: go on unprotected rather than fail the call.
-        return exc.errno not in (errno.EACCES, errno.EAGAIN)
-    return True
-
-
-def _release_range_lock(fd: int | None, offset: int) -> None:
-    if fd is None:
-        return
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
-    except OSError:
-        pass
-
-
 class _KeyGuard:
     """The right to compute one store key, shared with every process and thread.
 
@@ -380,10 +288,12 @@ class _KeyGuard:
     def __init__(self, store: Store, key: str) -> None:
         self.store = store
         self.key = key
-        self.lock_path = os.fspath(store.path) + ".memo.lock"
+        # Keyed by the file, not by the spelling of its path (as the writer lock is): every
+        # name of one store shares one guard, in this process and across processes.
+        self.lock_path = os.path.realpath(os.fspath(store.path)) + ".memo.lock"
         digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
         self.offset = int.from_bytes(digest, "big") % _LOCK_RANGES
-        self.lock_file, self.slot = _checkout(self.lock_path, self.offset)
+        self.lock_file, self.slot = checkout(self.lock_path, self.offset)
         self.held = False
         self.closed = False
 
@@ -393,7 +303,7 @@ class _KeyGuard:
             return False  # another thread of this process has this byte
         # depth > 0 means this very thread holds the byte already (a nested call whose key
         # maps to the same offset): the process's range lock covers the nested call too.
-        if slot.depth > 0 or _try_range_lock(self.lock_file.fd, self.offset):
+        if slot.depth > 0 or try_range_lock(self.lock_file.fd, self.offset):
             slot.depth += 1
             self.held = True
             return True
@@ -407,7 +317,7 @@ class _KeyGuard:
         slot = self.slot
         slot.depth -= 1
         if slot.depth == 0:
-            _release_range_lock(self.lock_file.fd, self.offset)
+            release_range_lock(self.lock_file.fd, self.offset)
         slot.rlock.release()
 
     def wait(self, accept_stale: bool = False) -> tuple[bool, Any]:
@@ -437,7 +347,7 @@ class _KeyGuard:
         try:
             self._release()
         finally:
-            _checkin(self.lock_path, self.offset, self.lock_file, self.slot)
+            checkin(self.lock_path, self.offset, self.lock_file, self.slot)
 
 
 def _is_entry(value: Any) -> bool:
@@ -471,8 +381,8 @@ def _check_ttl(ttl: Any) -> float | None:
         )
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
         raise TypeError(f"ttl must be None or a number of seconds, not {type(ttl).__name__}")
-    if not ttl > 0:
-        raise ValueError(f"ttl must be a number of seconds > 0, not {ttl!r}")
+    if not _finite_seconds(ttl):
+        raise ValueError(f"ttl must be a finite number of seconds > 0, not {ttl!r}")
     return ttl
 
 
@@ -481,11 +391,21 @@ def _check_stale(stale: Any, ttl: float | None) -> float | None:
         return None
     if isinstance(stale, bool) or not isinstance(stale, int | float):
         raise TypeError(f"stale must be None or a number of seconds, not {type(stale).__name__}")
-    if not stale > 0:
-        raise ValueError(f"stale must be a number of seconds > 0, not {stale!r}")
+    if not _finite_seconds(stale):
+        raise ValueError(f"stale must be a finite number of seconds > 0, not {stale!r}")
     if ttl is None:
         raise ValueError("stale needs ttl: a result is fresh for ttl seconds, then stale")
+    if not _finite_seconds(ttl + stale):
+        raise ValueError("ttl + stale must be a finite number of seconds")
     return stale
+
+
+def _finite_seconds(seconds: float) -> bool:
+    """Whether ``seconds`` (> 0) can be added to the clock: what Store.put accepts as a ttl."""
+    try:
+        return seconds > 0 and math.isfinite(time.time() + float(seconds))
+    except OverflowError:
+        return False
 
 
 def _register_counts(stats_key: Any, counts: dict[str, int]) -> None:
@@ -499,6 +419,8 @@ def memoize(
     ttl: float | None = None,
     key: Callable[..., Any] | None = None,
     stale: float | None = None,
+    version: object = None,
+    ignore: Any = (),
 ) -> Callable[[F], F]:
     """Return a decorator caching a function's results in ``store`` for every process.
 
@@ -596,7 +518,7 @@ def memoize(
             return cached[0]
 
         get = store.get
-        cache = store._cache
+        peek = store._peek  # the store's one documented peek at its read cache
         now = time.time
 
         # The last hit of plain arguments whose result is small and immutable: (store key,
@@ -618,13 +540,8 @@ def memoize(
             ):
                 last = hot.get(args)
                 if last is not None:
-                    entry = cache.get(last[0])
-                    if (
-                        entry is last[1]
-                        and store._words[2] == store._gen
-                        and store._txn is None
-                        and (not entry[2] or entry[2] > now())
-                    ):
+                    entry = peek(last[0])
+                    if entry is last[1] and (not entry[2] or entry[2] > now()):
                         counts["hits"] += 1
                         return last[2]
                 store_key = known.get(args)
@@ -633,12 +550,10 @@ def memoize(
             # Store.get's cache hit, inlined (the hit path is most of a memoized call's cost):
             # valid while the generation word is the one the cache was filled at, outside a
             # transaction; an entry is (value type, payload, expiry) with payload msgpack here.
-            entry = cache.get(store_key)
+            entry = peek(store_key)
             if (
                 type(entry) is tuple  # not a miss, nor the cached-absent marker
                 and entry[0] == _MSGPACK
-                and store._words[2] == store._gen
-                and store._txn is None
                 and (not entry[2] or entry[2] > now())
             ):
                 cached = _unpackb(entry[1])
@@ -652,7 +567,7 @@ def memoize(
                     if (
                         size == 1
                         and type(result) in _IMMUTABLE_RESULTS
-                        and cache.get(store_key) is entry
+                        and peek(store_key) is entry
                         and type(entry) is tuple
                         and len(entry[1]) <= _HOT_BYTES
                         and (not kwargs and key_func is None and _plain(args))

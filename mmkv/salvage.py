@@ -11,14 +11,16 @@ from typing import Any
 from . import builder
 from .errors import CorruptionError
 from .format import (
+    COMMIT,
+    GEN_MASK,
     HEADER_SIZE,
     META_OFFSETS,
     META_SIZE,
-    OFF_GENERATION,
     PUT,
     RECORD_SIZE,
     SLOT_OFFSET_MASK,
     TABLE,
+    VACANT,
     Meta,
 )
 from .log import (
@@ -30,10 +32,10 @@ from .log import (
     H_KTYPE,
     H_PREV,
     H_VTYPE,
+    block_ok,
     checked_body,
     read_header,
     split_body,
-    table_header_ok,
     total_size,
 )
 
@@ -67,8 +69,11 @@ def recover(
 
 
 def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
+    word = int.from_bytes(mm[16:24], "little") & GEN_MASK
     metas = [Meta.decode(mm[o : o + META_SIZE]) for o in META_OFFSETS]
-    valid = [m for m in metas if m is not None]
+    # Only a meta the published word covers was ever published: one ahead of it is a commit
+    # whose writer died before its commit point, and its records must not be resurrected.
+    valid = [m for m in metas if m is not None and m.gen <= word]
     # Records past the newest commit were never committed: do not resurrect them.
     limit = min(size, max(m.log_end for m in valid)) if valid else size
     max_gen = max(m.gen for m in valid) if valid else None
@@ -80,9 +85,9 @@ def _recover(mm: mmap.mmap, size: int, src: str, dst: str) -> dict[str, Any]:
     while off + RECORD_SIZE <= limit:
         try:
             hdr = read_header(mm, limit, off)
-            if hdr[H_KIND] == TABLE:
-                if not table_header_ok(mm, off, hdr):
-                    raise CorruptionError("bad table header", offset=off)
+            if hdr[H_KIND] in (TABLE, COMMIT):
+                if not block_ok(mm, off, hdr):
+                    raise CorruptionError("bad block", offset=off)
                 off += total_size(hdr)
                 in_damage = False
                 continue
@@ -185,12 +190,12 @@ def _confirmed_end(mm: mmap.mmap, limit: int, off: int) -> int:
         after = read_header(mm, limit, nxt)
     except CorruptionError:
         return 0
-    if after[H_KIND] == TABLE and not table_header_ok(mm, nxt, after):
+    if after[H_KIND] == TABLE and not block_ok(mm, nxt, after):
         return 0
     return nxt
 
 
-PREAMBLE_END = OFF_GENERATION + 8
+PREAMBLE_END = 24
 
 
 def _unlisted_commit(mm: mmap.mmap, size: int, start: int, newest: Meta) -> list[Any]:
@@ -202,8 +207,8 @@ def _unlisted_commit(mm: mmap.mmap, size: int, start: int, newest: Meta) -> list
     """
     if size < PREAMBLE_END:
         return []
-    word = int.from_bytes(mm[OFF_GENERATION : OFF_GENERATION + 8], "little")
-    if word != newest.gen + 1:
+    word = int.from_bytes(mm[16:24], "little") & GEN_MASK
+    if word <= newest.gen:
         return []
     out: list[Any] = []
     off = start
@@ -212,8 +217,8 @@ def _unlisted_commit(mm: mmap.mmap, size: int, start: int, newest: Meta) -> list
             hdr = read_header(mm, size, off)
             if hdr[H_GEN] != word:
                 break
-            if hdr[H_KIND] == TABLE:
-                if not table_header_ok(mm, off, hdr):
+            if hdr[H_KIND] in (TABLE, COMMIT):
+                if not block_ok(mm, off, hdr):
                     break
             else:
                 kb, vb = split_body(checked_body(mm, off, hdr), hdr)
@@ -237,10 +242,10 @@ def _slot_targets(mm: mmap.mmap, size: int, metas: list[Meta]) -> set[int] | Non
         hdr = read_header(mm, size, meta.index_offset)
     except CorruptionError:
         return None
-    if hdr[H_KIND] != TABLE or not table_header_ok(mm, meta.index_offset, hdr):
+    if hdr[H_KIND] != TABLE or not block_ok(mm, meta.index_offset, hdr):
         return None
     words = struct.unpack_from(f"<{capacity}Q", mm, start)
-    return {(w & SLOT_OFFSET_MASK) << 3 for w in words if w}
+    return {(w & SLOT_OFFSET_MASK) << 3 for w in words if w and w != VACANT}
 
 
 def _note_damaged_key(
@@ -251,6 +256,6 @@ def _note_damaged_key(
         hdr = read_header(mm, limit, off)
     except CorruptionError:
         return
-    if hdr[H_KIND] != TABLE and hdr[H_KTYPE] in (0, 1):
+    if hdr[H_KIND] not in (TABLE, COMMIT) and hdr[H_KTYPE] in (0, 1):
         kb = mm[off + RECORD_SIZE : off + RECORD_SIZE + hdr[H_KLEN]]
         damaged[(hdr[H_KTYPE], kb)] = off

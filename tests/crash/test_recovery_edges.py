@@ -194,7 +194,7 @@ def _die_before_rename(path: str) -> None:
 def test_a_damaged_newest_meta_slot_is_reported_not_rolled_back(tmp_path: Path) -> None:
     """With the newest commit's meta slot damaged, no open serves the older state (which
     would silently lose that acknowledged commit); recover() brings the commit back."""
-    from mmkv.format import META_OFFSETS
+    from mmkv.format import META_OFFSETS, META_SIZE, Meta
 
     path = tmp_path / "s.mmkv"
     with mmkv.open(path) as db:
@@ -205,9 +205,15 @@ def test_a_damaged_newest_meta_slot_is_reported_not_rolled_back(tmp_path: Path) 
             db["c"] = 3
         newest = db.generation
     with open(path, "r+b") as f:
-        f.seek(META_OFFSETS[newest % 2] + 8)
+        header = f.read(4096)
+        [where] = [
+            start
+            for start in META_OFFSETS
+            if (m := Meta.decode(header[start : start + META_SIZE])) and m.gen == newest
+        ]
+        f.seek(where + 8)
         byte = f.read(1)
-        f.seek(META_OFFSETS[newest % 2] + 8)
+        f.seek(where + 8)
         f.write(bytes([byte[0] ^ 0xFF]))
     for readonly in (True, False):
         with pytest.raises(mmkv.CorruptionError):

@@ -21,13 +21,13 @@ from typing import Any
 import space_workers
 
 from mmkv.format import (
+    COMMIT,
     HEADER_SIZE,
     META_OFFSETS,
     META_SIZE,
-    OFF_GENERATION,
-    OFF_SYNCED,
     RECORD_SIZE,
     TABLE,
+    W_PUBLISHED,
     Meta,
     record_size,
     slot_offset,
@@ -130,19 +130,11 @@ class ClosedFile:
 
     @property
     def generation_word(self) -> int:
-        return self.word(OFF_GENERATION)
-
-    @property
-    def synced_word(self) -> int:
-        return self.word(OFF_SYNCED)
-
-    @synced_word.setter
-    def synced_word(self, value: int) -> None:
-        self.set_word(OFF_SYNCED, value)
+        return self.word(8 * W_PUBLISHED)
 
     def meta(self) -> Meta:
         """The meta slot of the published generation (the one the generation word names)."""
-        gen = self.generation_word
+        gen = self.generation_word & ((1 << 63) - 1)
         for start in META_OFFSETS:
             meta = Meta.decode(self.mm[start : start + META_SIZE])
             if meta is not None and meta.gen == gen:
@@ -154,7 +146,7 @@ class ClosedFile:
         if end is None:
             end = self.meta().log_end
         for offset, header in scan(self.mm, start, end):
-            if header[H_KIND] != TABLE:
+            if header[H_KIND] not in (TABLE, COMMIT):
                 start_key = offset + RECORD_SIZE
                 key_bytes = self.mm[start_key : start_key + int(header[H_KLEN])]
                 yield Record(offset, header, key_bytes)

@@ -1,16 +1,11 @@
-"""The power-loss repair path: slots *behind* the meta.
+"""Power loss: the newest commit's slot writes did not reach the disk, its meta did.
 
-With ``durability="sync"`` a commit's records are on disk before any slot names them, but the
-slot writes and the meta are synced together at the end; a power loss in between can leave
-the meta (new generation) on disk while some pages of index slots are not. The engine keeps
-a *synced word* (header offset 24): when it differs from the newest meta's generation, an open
-checks that the newest commit's slots name its records and a writable open redoes them; a
-read-only open raises ``CorruptionError`` (asking for a writable open) rather than answer
-from a stale slot.
-
-These tests make that torn state by hand on a closed file (see ``space_support.ClosedFile``):
-the synced word set one generation back, and some slots of the newest commit's keys pointed
-back at each key's previous record (or emptied, for a key the commit created).
+A commit writes its records, its slots and its meta, then the published word; a power cut can
+leave any subset of those pages on disk. Here the pages holding the newest commit's slots are
+put back as they were before it, and the file is marked as written during another boot of the
+machine (the boot word), which is what the disk looks like after such a power cut. The first
+open after a reboot finds the newest state whose blocks the disk holds whole (the chain
+confirms it), fixes its index, and publishes it; a read-only open cannot, and says so.
 """
 
 from __future__ import annotations
@@ -22,12 +17,31 @@ import pytest
 from space_support import ClosedFile, Record
 
 import mmkv
-from mmkv.format import DELETE, EVICT, PUT
+from mmkv.format import (
+    DELETE,
+    DURABLE_OFFSET,
+    EVICT,
+    META_SIZE,
+    PUT,
+    W_BOOT,
+    Meta,
+    boot_word,
+)
+
+ANOTHER_BOOT = boot_word(0x0B00)
+
+
+def after_reboot(path: Path) -> None:
+    """Mark the file as last written during another boot of the machine."""
+    with ClosedFile(path, writable=True) as f:
+        assert f.word(8 * W_BOOT) != ANOTHER_BOOT
+        f.set_word(8 * W_BOOT, ANOTHER_BOOT)
 
 
 def tear_newest_commit(path: Path, keys: set[str] | None = None) -> list[Record]:
-    """Undo the slot writes of the newest commit for ``keys`` (all its keys if None) and mark
-    its index writes as not synced. Returns the records whose slots were pointed back."""
+    """Undo the slot writes of the newest commit for ``keys`` (all its keys if None), as if the
+    pages holding them had not reached the disk, and mark the file as written before a reboot.
+    Returns the records whose slots were pointed back."""
     with ClosedFile(path, writable=True) as f:
         meta = f.meta()
         commit = [r for r in f.records(meta.commit_start, meta.log_end) if r.gen == meta.gen]
@@ -36,14 +50,8 @@ def tear_newest_commit(path: Path, keys: set[str] | None = None) -> list[Record]
         assert chosen, f"none of {keys} in the newest commit"
         for record in chosen:
             f.point_slot_back(record)
-        f.synced_word = meta.gen - 1
+    after_reboot(path)
     return chosen
-
-
-def synced_word(path: Path) -> tuple[int, int]:
-    """``(synced word, generation word)`` of a closed store file."""
-    with ClosedFile(path) as f:
-        return f.synced_word, f.generation_word
 
 
 BASE: dict[str | bytes, Any] = {f"key-{i:02d}": {"version": 1, "i": i} for i in range(20)}
@@ -89,8 +97,10 @@ def test_a_writable_open_redoes_the_newest_commits_lost_slot_writes(
         assert db["key-01"] == {"version": 2, "key": "key-01"}
         assert "key-03" not in db
         db.verify()
-    synced, generation = synced_word(store_path)
-    assert synced == generation, "the repair did not record that the index is synced"
+    with ClosedFile(store_path) as f:
+        assert f.word(8 * W_BOOT) != ANOTHER_BOOT, "the repair did not record this boot"
+        durable = Meta.decode(f.mm[DURABLE_OFFSET : DURABLE_OFFSET + META_SIZE])
+        assert durable == f.meta(), "the repaired state was not recorded as durable"
     with mmkv.open(store_path, readonly=True) as db:
         assert dict(db.items()) == expected
         db.verify()
@@ -112,12 +122,11 @@ def test_a_read_only_open_of_a_torn_commit_raises_corruption_error(
 
 
 @pytest.mark.crash
-def test_an_unsynced_commit_whose_slots_all_made_it_opens_normally(store_path: Path) -> None:
-    """Synced word behind but every slot right (the power went after the slot pages were
-    written): read-only and writable opens both work, with nothing to repair."""
+def test_a_reboot_after_a_commit_whose_slots_all_made_it_opens_normally(store_path: Path) -> None:
+    """Written during another boot but every slot right (the power went after the slot pages
+    were written): read-only and writable opens both work, with nothing to repair."""
     expected = make_store(store_path)
-    with ClosedFile(store_path, writable=True) as f:
-        f.synced_word = f.generation_word - 1
+    after_reboot(store_path)
     with mmkv.open(store_path, readonly=True) as db:
         assert dict(db.items()) == expected
         db.verify()

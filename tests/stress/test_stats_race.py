@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import mmkv
-import mmkv.store
+import mmkv.stats
 
 
 def test_stats_counts_one_committed_state_when_a_commit_lands_during_the_call(
@@ -28,7 +28,7 @@ def test_stats_counts_one_committed_state_when_a_commit_lands_during_the_call(
         assert quiet["dead_bytes"] >= 0
         assert quiet["live_bytes"] + quiet["dead_bytes"] <= quiet["log_bytes"]
 
-        real_snapshot = mmkv.store.snapshot
+        real_snapshot = mmkv.stats.snapshot
         fired: list[bool] = []
 
         def snapshot_after_a_commit(store: Any, *args: Any, **kwargs: Any) -> Any:
@@ -37,7 +37,7 @@ def test_stats_counts_one_committed_state_when_a_commit_lands_during_the_call(
                 other["big"] = b"z" * 50_000  # commits between stats()'s two looks
             return real_snapshot(store, *args, **kwargs)
 
-        monkeypatch.setattr(mmkv.store, "snapshot", snapshot_after_a_commit)
+        monkeypatch.setattr(mmkv.stats, "snapshot", snapshot_after_a_commit)
         raced = db.stats()
         assert fired
         assert raced["dead_bytes"] >= 0, f"negative dead_bytes: {raced}"

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mmkv
-from mmkv import codec, log
+from mmkv import codec, effects, index, log
 from mmkv import format as fmt
 from mmkv.builder import LiveRecord, RawRecord, build, encode_live
 from mmkv.index import capacity_for
@@ -32,13 +32,27 @@ def live(key: str | bytes, value: Any, *, gen: int = 1, expires_at: float = 0.0)
     return LiveRecord(kt, kb, fmt.key_hash(kb, kt), vt, vb, gen, expires_at)
 
 
+def word(data: bytes, index: int) -> int:
+    """The header word at word index ``index`` (byte offset ``8 * index``)."""
+    return int.from_bytes(data[8 * index : 8 * index + 8], "little")
+
+
+def published_meta(data: bytes) -> fmt.Meta:
+    """The meta slot holding the generation the published word names (exactly one does)."""
+    gen = word(data, fmt.W_PUBLISHED) & fmt.GEN_MASK
+    found = [
+        m
+        for m in (fmt.Meta.decode(data[o : o + fmt.META_SIZE]) for o in fmt.META_OFFSETS)
+        if m is not None and m.gen == gen
+    ]
+    assert len(found) == 1
+    return found[0]
+
+
 def file_keys_in_order(path: Path) -> list[str | bytes]:
     """The keys of the records in the file's log, in log order (the table block excluded)."""
     data = path.read_bytes()
-    gen = int.from_bytes(data[fmt.OFF_GENERATION : fmt.OFF_GENERATION + 8], "little")
-    slot = fmt.META_OFFSETS[gen % 2]
-    meta = fmt.Meta.decode(data[slot : slot + fmt.META_SIZE])
-    assert meta is not None
+    meta = published_meta(data)
     out: list[str | bytes] = []
     for off, hdr in log.scan(data, fmt.HEADER_SIZE, meta.log_end):  # type: ignore[arg-type]
         if hdr[log.H_KIND] == fmt.TABLE:
@@ -133,28 +147,26 @@ def test_a_built_file_opens_with_exactly_the_records_given_in_order(
 
 
 def test_the_meta_and_header_of_a_built_file(tmp_path: Path) -> None:
-    """Header words, the meta slot for the generation, the table and the file size all agree."""
+    """Published and claimed words hold the generation, the boot word this boot; the meta is
+    in slot 0 and is also the durable meta (the whole file is fsynced); slot 1 is empty."""
     path = tmp_path / "s.mmkv"
     records = [encode_live(live(f"k{i}", i)) for i in range(10)]
     meta = build(str(path), records, gen=7, base_gen=6, max_bytes=10_000, evictions=3)
     data = path.read_bytes()
     fmt.check_preamble(data[:16])
-
-    def word(off: int) -> int:
-        return int.from_bytes(data[off : off + 8], "little")
-
-    assert word(fmt.OFF_GENERATION) == 7
-    assert word(fmt.OFF_SYNCED) == 7
-    assert word(fmt.OFF_RETIRED) == 0
-    slot = fmt.META_OFFSETS[7 % 2]
-    assert fmt.Meta.decode(data[slot : slot + 128]) == meta
-    other = fmt.META_OFFSETS[1 - 7 % 2]
-    assert data[other : other + 128] == bytes(128)
+    assert word(data, fmt.W_PUBLISHED) == 7
+    assert word(data, fmt.W_CLAIMED) == 7
+    assert word(data, fmt.W_BOOT) == effects.current.boot_id()
+    slot0, slot1 = fmt.META_OFFSETS
+    assert fmt.Meta.decode(data[slot0 : slot0 + fmt.META_SIZE]) == meta
+    assert data[slot1 : slot1 + fmt.META_SIZE] == bytes(fmt.META_SIZE)
+    durable = fmt.DURABLE_OFFSET
+    assert fmt.Meta.decode(data[durable : durable + fmt.META_SIZE]) == meta
     live_bytes = sum(len(r.data) for r in records)
     assert meta.index_offset == fmt.HEADER_SIZE + live_bytes
-    assert meta.index_capacity == capacity_for(10, fmt.MIN_INDEX_CAPACITY) == 1024
+    assert meta.index_capacity == capacity_for(10) == 1024
     assert meta.log_end == meta.index_offset + fmt.table_bytes(meta.index_capacity)
-    assert meta.commit_start == meta.log_end
+    assert meta.commit_start == meta.history_start == meta.log_end
     assert meta.evict_cursor == fmt.HEADER_SIZE
     assert (meta.max_bytes, meta.evictions, meta.expired_bytes) == (10_000, 3, 0)
     assert len(data) >= meta.log_end
@@ -165,6 +177,55 @@ def test_the_meta_and_header_of_a_built_file(tmp_path: Path) -> None:
     assert hdr[log.H_GEN] == 7
     slots = memoryview(data[meta.index_offset + 48 : meta.log_end]).cast("Q")
     assert sum(1 for w in slots if w) == 10
+
+
+def test_the_chain_of_a_built_file_folds_every_record_and_the_table(tmp_path: Path) -> None:
+    """The meta's chain is the chain of the log: the records in order, then the table."""
+    path = tmp_path / "s.mmkv"
+    records = [encode_live(live(f"k{i}", "v" * i)) for i in range(20)]
+    meta = build(str(path), records, gen=3, base_gen=0)
+    data = path.read_bytes()
+    expected = 0
+    for r in records:
+        expected = fmt.chain_step(expected, int.from_bytes(r.data[:4], "little"), len(r.data))
+    table_crc = int.from_bytes(data[meta.index_offset : meta.index_offset + 4], "little")
+    expected = fmt.chain_step(expected, table_crc, fmt.table_bytes(meta.index_capacity))
+    assert meta.chain == expected
+    assert log.chain_through(data, fmt.HEADER_SIZE, meta.log_end, 0) == meta.chain  # type: ignore[arg-type]
+
+
+def test_every_slot_of_a_built_table_names_its_key_at_the_tag_of_its_hash(
+    tmp_path: Path,
+) -> None:
+    """Each record has one slot, reachable by probing from its home, holding ``slot_word``."""
+    path = tmp_path / "s.mmkv"
+    records = [encode_live(live(f"key{i}", i)) for i in range(300)]
+    meta = build(str(path), records, gen=2, base_gen=0)
+    data = path.read_bytes()
+    words = memoryview(data).cast("Q")
+    geom = index.geometry(meta.index_offset, meta.index_capacity)
+    offset = fmt.HEADER_SIZE
+    for r in records:
+        i = index.find_word(words, geom, r.key_hash, fmt.slot_word(r.key_hash, offset))
+        assert i >= 0
+        offset += len(r.data)
+    assert meta.index_used == 300
+
+
+def test_a_built_file_is_consistent_for_mmkv_and_its_next_writer(tmp_path: Path) -> None:
+    """Opened writable, a built file verifies; the next commit claims the generation after
+    the built one and publishes it, and the file still verifies."""
+    path = tmp_path / "s.mmkv"
+    build(str(path), [encode_live(live("a", 1)), encode_live(live("b", 2))], gen=9, base_gen=4)
+    with mmkv.open(path) as db:
+        db.verify()
+        assert db.generation == 9
+        db["c"] = 3
+        assert db.generation == 10
+        db.verify()
+    data = path.read_bytes()
+    assert word(data, fmt.W_CLAIMED) == word(data, fmt.W_PUBLISHED) == 10
+    assert published_meta(data).key_count == 3
 
 
 def test_an_empty_build_is_a_valid_empty_store(tmp_path: Path) -> None:
@@ -180,13 +241,14 @@ def test_an_empty_build_is_a_valid_empty_store(tmp_path: Path) -> None:
 
 
 def test_a_build_that_needs_a_bigger_table_and_several_write_chunks(tmp_path: Path) -> None:
-    """Over 512 keys double the table; over 1 MiB of records is written in several chunks."""
+    """615 keys need a 4096-slot table (a quarter full at most); over 1 MiB of records is
+    written in several chunks."""
     path = tmp_path / "big.mmkv"
     contents: dict[str | bytes, Any] = {f"key-{i}": i for i in range(600)}
     contents.update({f"blob-{i}".encode(): bytes([i]) * 100_000 for i in range(15)})
     records = [encode_live(live(k, v)) for k, v in contents.items()]
     meta = build(str(path), records, gen=3, base_gen=2)
-    assert meta.index_capacity == 2048
+    assert meta.index_capacity == capacity_for(615) == 4096
     assert file_keys_in_order(path) == list(contents)
     with mmkv.open(path, readonly=True) as db:
         db.verify()
@@ -225,15 +287,17 @@ def test_a_built_file_is_writable_afterwards(tmp_path: Path) -> None:
         assert db.generation == 7  # one commit per write
 
 
-def test_a_failed_build_removes_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ENOSPC while allocating: build raises the OSError and leaves no file behind."""
-    path = tmp_path / "full.mmkv"
+class DiskFull(effects.Effects):
+    """Effects whose every allocation fails with ENOSPC."""
 
-    def enospc(fd: int, offset: int, length: int) -> None:
+    def fallocate(self, fd: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "posix_fallocate", enospc)
-    with pytest.raises(OSError) as info:
+
+def test_a_failed_build_removes_its_file(tmp_path: Path) -> None:
+    """ENOSPC while allocating: build raises the OSError and leaves no file behind."""
+    path = tmp_path / "full.mmkv"
+    with effects.use(DiskFull()), pytest.raises(OSError) as info:
         build(str(path), [encode_live(live("k", "v"))], gen=1, base_gen=0)
     assert info.value.errno == errno.ENOSPC
     assert not path.exists()

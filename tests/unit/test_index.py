@@ -1,14 +1,13 @@
-"""mmkv.index: open addressing over 8-byte slots, exercised on a plain word buffer.
+"""mmkv.index: open addressing over 8-byte slot words, exercised on a plain word buffer.
 
-Records are simulated: a record "at" offset ``o`` holds the key ``keys[o]``; ``key_at`` answers
-whether the record at an offset holds the key searched for, as the store does by comparing
-key bytes. Tables sit at a nonzero word ``base`` between guard words, so a probe that strays
-outside its table shows up as a changed guard.
+A table sits at a nonzero word ``base`` of a buffer, between guard words, so a probe that strays
+outside its table shows up as a changed guard. Slots are filled the way a writer fills them:
+``empty_slot`` picks the slot, the test stores the word.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
 
 import pytest
 from hypothesis import given, settings
@@ -16,342 +15,358 @@ from hypothesis import strategies as st
 
 import mmkv
 from mmkv import index
-from mmkv.format import HEADER_SIZE, RECORD_SIZE, home_slot, slot_offset, slot_word
+from mmkv.format import (
+    HEADER_SIZE,
+    MIN_INDEX_CAPACITY,
+    RECORD_SIZE,
+    VACANT,
+    home_slot,
+    slot_offset,
+    slot_word,
+)
 
 GUARD = 0xDEAD_BEEF_DEAD_BEEF
 U32 = st.integers(min_value=0, max_value=2**32 - 1)
 
 
 class Table:
-    """A table of ``2**bits`` slots at word ``base`` of a buffer, with guard words around it."""
+    """A table of ``capacity`` slots whose TABLE block starts at byte ``offset`` of a buffer
+    (so slot 0 is word ``(offset + 48) / 8``), with guard words before and after it."""
 
-    def __init__(self, bits: int, base: int = 5, extra: int = 0) -> None:
-        self.bits = bits
-        self.capacity = 1 << bits
-        self.base = base
-        self.words = memoryview(bytearray(8 * (base + self.capacity + 3 + extra))).cast("Q")
-        for i in range(base):
+    def __init__(self, capacity: int, offset: int = 64) -> None:
+        self.capacity = capacity
+        self.geom = index.geometry(offset, capacity)
+        self.base = self.geom[0]
+        self.words = memoryview(bytearray(8 * (self.base + capacity + 3))).cast("Q")
+        for i in range(self.base):
             self.words[i] = GUARD
-        for i in range(base + self.capacity, len(self.words)):
+        for i in range(self.base + capacity, len(self.words)):
             self.words[i] = GUARD
-        self.keys: dict[int, int] = {}  # record offset -> key id
-        self.hashes: dict[int, int] = {}  # key id -> hash
         self.next_offset = HEADER_SIZE
 
     def slots(self) -> list[int]:
         return list(self.words[self.base : self.base + self.capacity])
 
     def guards_intact(self) -> bool:
-        before = all(self.words[i] == GUARD for i in range(self.base))
-        after_start = self.base + self.capacity
-        after = all(self.words[i] == GUARD for i in range(after_start, after_start + 3))
-        return before and after
+        end = self.base + self.capacity
+        return all(self.words[i] == GUARD for i in (*range(self.base), *range(end, end + 3)))
 
-    def add(self, key: int, h: int) -> tuple[int, int]:
-        """Place a new record of ``key`` and insert it; returns ``(slot, word)``."""
-        off = self.next_offset
+    def add(self, h: int) -> tuple[int, int]:
+        """Place a new record of hash ``h`` in the first empty slot; ``(slot, word)``."""
+        word = slot_word(h, self.next_offset)
         self.next_offset += 64
-        self.keys[off] = key
-        self.hashes[key] = h
-        word = slot_word(h, off)
-        slot = index.insert_new(self.words, self.base, self.bits, h, word)
+        slot = index.empty_slot(self.words, self.geom, h)
+        self.words[self.base + slot] = word
         return slot, word
 
-    def matcher(self, key: int, calls: list[int] | None = None) -> Callable[[int], bool]:
-        def key_at(offset: int) -> bool:
-            if calls is not None:
-                calls.append(offset)
-            return self.keys.get(offset) == key
-
-        return key_at
-
-    def find(self, key: int, h: int, calls: list[int] | None = None) -> tuple[int, int]:
-        return index.find(self.words, self.base, self.bits, h, self.matcher(key, calls))
+    def home(self, h: int) -> int:
+        return home_slot(h, self.capacity.bit_length() - 1)
 
 
-# ---------------------------------------------------------------------------- capacity_for
+def hash_with_home(capacity: int, slot: int, start: int = 0) -> int:
+    """The first hash from ``start`` on whose home slot in a table of ``capacity`` is ``slot``."""
+    bits = capacity.bit_length() - 1
+    return next(h for h in range(start, start + 1_000_000) if home_slot(h, bits) == slot)
+
+
+# ---------------------------------------------------------------------------- sizes
 
 
 @pytest.mark.parametrize(
-    ("used", "current", "expected"),
+    ("keys", "expected"),
     [
-        (0, 1024, 1024),
-        (512, 1024, 1024),
-        (513, 1024, 2048),
-        (1024, 1024, 2048),
-        (1025, 1024, 4096),
-        (3000, 1024, 8192),
-        (10, 4096, 4096),
+        (0, 1024),
+        (1, 1024),
+        (256, 1024),
+        (257, 2048),
+        (512, 2048),
+        (513, 4096),
+        (1024, 4096),
+        (1025, 8192),
+        (3000, 16384),
     ],
 )
-def test_capacity_for_keeps_the_table_at_most_half_full(
-    used: int, current: int, expected: int
-) -> None:
-    """The capacity doubles from ``current`` until ``used`` fills at most half of it."""
-    assert index.capacity_for(used, current) == expected
+def test_capacity_for_keeps_a_new_table_at_most_a_quarter_full(keys: int, expected: int) -> None:
+    """The capacity is the smallest power of two, at least 1024, that ``keys`` fill a quarter."""
+    assert index.capacity_for(keys) == expected
 
 
 @settings(max_examples=100)
-@given(st.integers(min_value=0, max_value=2**30), st.integers(min_value=0, max_value=20))
-def test_capacity_for_is_the_smallest_doubling_that_fits(used: int, current_bits: int) -> None:
-    """The result is ``current * 2**k`` for the least k with ``used <= capacity / 2``."""
-    current = 1 << current_bits
-    capacity = index.capacity_for(used, current)
-    assert capacity >= current
+@given(st.integers(min_value=0, max_value=2**29))
+def test_capacity_for_is_the_smallest_power_of_two_over_four_times_the_keys(keys: int) -> None:
+    """For any key count: a power of two >= 1024 and >= 4 * keys, and no smaller one is."""
+    capacity = index.capacity_for(keys)
     assert capacity & (capacity - 1) == 0
-    assert 2 * used <= capacity
-    if capacity > current:
-        assert 2 * used > capacity // 2
+    assert capacity >= MIN_INDEX_CAPACITY == 1024
+    assert 4 * keys <= capacity
+    if capacity > MIN_INDEX_CAPACITY:
+        assert 4 * keys > capacity // 2
 
 
 def test_capacity_for_refuses_a_table_over_two_to_the_31_slots() -> None:
-    """A key count that needs more than 2**31 slots is a ValueError."""
-    assert index.capacity_for(2**30, 1024) == 2**31
+    """2**29 keys fill 2**31 slots a quarter; one more key is a ValueError."""
+    assert index.capacity_for(2**29) == 2**31
     with pytest.raises(ValueError):
-        index.capacity_for(2**30 + 1, 1024)
+        index.capacity_for(2**29 + 1)
 
 
-def test_table_base_is_the_first_slot_word_after_the_table_header() -> None:
-    """Slot 0 of a table at ``offset`` is the word at byte ``offset + 48``."""
-    assert index.table_base(HEADER_SIZE) == (HEADER_SIZE + RECORD_SIZE) // 8
-    assert index.table_base(8000) * 8 == 8000 + RECORD_SIZE
+@pytest.mark.parametrize(
+    ("used", "capacity", "expected"),
+    [
+        (0, 1024, True),
+        (512, 1024, True),
+        (513, 1024, False),
+        (1024, 2048, True),
+        (1025, 2048, False),
+    ],
+)
+def test_fits_allows_a_table_to_be_at_most_half_full(
+    used: int, capacity: int, expected: bool
+) -> None:
+    """``fits(used, capacity)`` is ``2 * used <= capacity``."""
+    assert index.fits(used, capacity) is expected
 
 
-# ---------------------------------------------------------------------------- find / insert_new
+@pytest.mark.parametrize("capacity", [1024, 2048, 1 << 20, 1 << 31])
+def test_geometry_is_base_word_mask_and_shift_of_the_home_slot(capacity: int) -> None:
+    """``geometry(offset, capacity)``: slot 0 is the word after the TABLE header, the mask is
+    capacity - 1 and the shift turns a 32-bit product into the top ``bits`` bits."""
+    offset = HEADER_SIZE + 8 * 1000
+    base, mask, shift = index.geometry(offset, capacity)
+    bits = capacity.bit_length() - 1
+    assert base * 8 == offset + RECORD_SIZE == index.table_base(offset) * 8
+    assert mask == capacity - 1
+    assert shift == 32 - bits
+    for h in (0, 1, 12345, 0xFFFFFFFF, 0x9E3779B1):
+        assert ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift == home_slot(h, bits)
+
+
+# ------------------------------------------------------------------------ find_word, empty_slot
 
 
 @settings(max_examples=40)
 @given(st.lists(U32, max_size=300))
-def test_every_inserted_key_is_found_in_a_half_full_table(hashes: list[int]) -> None:
-    """n keys with random (possibly equal) hashes: each is found at its own slot and word."""
-    bits = index.capacity_for(len(hashes), 16).bit_length() - 1
-    t = Table(bits)
-    placed = {}
-    for key, h in enumerate(hashes):
-        placed[key] = t.add(key, h)
+def test_every_placed_word_is_found_in_a_half_full_table(hashes: list[int]) -> None:
+    """n words with random (possibly equal) hashes: ``find_word`` returns each one's slot."""
+    t = Table(index.capacity_for(len(hashes)))
+    placed = [t.add(h) for h in hashes]
     assert t.guards_intact()
     assert sum(1 for w in t.slots() if w) == len(hashes)
-    for key, h in enumerate(hashes):
-        slot, word = t.find(key, h)
-        assert (slot, word) == placed[key]
+    for h, (slot, word) in zip(hashes, placed, strict=True):
+        assert index.find_word(t.words, t.geom, h, word) == slot
         assert t.words[t.base + slot] == word
-        assert t.keys[slot_offset(word)] == key
 
 
 @settings(max_examples=40)
 @given(st.lists(U32, max_size=200), U32)
-def test_an_absent_key_is_reported_at_an_empty_slot_of_its_probe_sequence(
+def test_an_absent_word_is_not_found_and_its_probe_ends_at_an_empty_slot(
     hashes: list[int], h: int
 ) -> None:
-    """A key never inserted gives ``(i, 0)``: slot ``i`` empty, reached past only full slots."""
-    bits = index.capacity_for(len(hashes), 16).bit_length() - 1
-    t = Table(bits)
-    for key, kh in enumerate(hashes):
-        t.add(key, kh)
-    slot, word = t.find(-1, h)
-    assert word == 0
+    """A word never placed gives -1; ``empty_slot`` is reached past only full slots."""
+    t = Table(index.capacity_for(len(hashes)))
+    for kh in hashes:
+        t.add(kh)
+    assert index.find_word(t.words, t.geom, h, slot_word(h, 8 * 10**9)) == -1
+    slot = index.empty_slot(t.words, t.geom, h)
     assert t.words[t.base + slot] == 0
-    i = home_slot(h, bits)
+    i = t.home(h)
     while i != slot:
         assert t.words[t.base + i] != 0
         i = (i + 1) % t.capacity
 
 
-def test_insert_new_fills_the_first_empty_slot_from_home() -> None:
-    """Keys sharing a home slot go to consecutive slots: linear probing."""
-    t = Table(4)
+def test_words_of_one_home_slot_go_to_consecutive_slots() -> None:
+    """Linear probing: each word of the same hash takes the next slot after the last."""
+    t = Table(1024)
     h = 12345
-    home = home_slot(h, 4)
-    slots = [t.add(key, h)[0] for key in range(3)]
-    assert slots == [(home + k) % 16 for k in range(3)]
+    slots = [t.add(h)[0] for _ in range(3)]
+    assert slots == [(t.home(h) + k) % 1024 for k in range(3)]
 
 
 def test_probing_wraps_around_the_end_of_the_table() -> None:
-    """A key whose home is the last slot, when that slot is taken, goes to slot 0."""
-    bits = 4
-    h = next(h for h in range(1_000_000) if home_slot(h, bits) == 15)
-    t = Table(bits)
-    assert t.add(0, h)[0] == 15
-    assert t.add(1, h)[0] == 0
-    assert t.find(1, h)[0] == 0
+    """A word whose home is the last slot, when that slot is taken, goes to slot 0 and is found
+    there; no guard word is touched."""
+    h = hash_with_home(1024, 1023)
+    t = Table(1024)
+    first = t.add(h)
+    second = t.add(h)
+    assert (first[0], second[0]) == (1023, 0)
+    assert index.find_word(t.words, t.geom, h, second[1]) == 0
+    assert index.find_word(t.words, t.geom, h, slot_word(h, 8 * 10**9)) == -1
     assert t.guards_intact()
 
 
-def test_a_tag_match_for_another_key_does_not_stop_the_probe() -> None:
-    """Two keys with the same hash: ``key_at`` tells them apart and the probe goes on."""
-    t = Table(6)
-    h = 777
-    first = t.add(1, h)
-    second = t.add(2, h)
-    calls: list[int] = []
-    assert t.find(2, h, calls) == second
-    assert calls == [slot_offset(first[1]), slot_offset(second[1])]
-
-
-def test_key_at_is_asked_only_about_slots_whose_tag_matches() -> None:
-    """Slots with another hash tag are skipped without reading their record."""
-    bits = 6
-    t = Table(bits)
-    h = 4242
-    home = home_slot(h, bits)
-    other = next(x for x in range(1, 100000) if home_slot(x, bits) == home and (x ^ h) & 0xFFFFFF)
-    t.add(1, other)
-    mine = t.add(2, h)
-    calls: list[int] = []
-    assert t.find(2, h, calls) == mine
-    assert calls == [slot_offset(mine[1])]
+def test_find_word_tells_apart_words_of_the_same_tag() -> None:
+    """A word with the right tag but another offset is not found, and does not stop the probe."""
+    t = Table(1024)
+    h = 5
+    first = t.add(h)
+    second = t.add(h)
+    assert index.find_word(t.words, t.geom, h, second[1]) == second[0]
+    assert index.find_word(t.words, t.geom, h, first[1]) == first[0]
+    assert index.find_word(t.words, t.geom, h, slot_word(h, 8 * 999)) == -1
 
 
 def test_a_probe_stops_at_the_first_empty_slot() -> None:
-    """A key's record placed past an empty slot of its probe sequence is not reached."""
-    bits = 5
-    t = Table(bits)
+    """A word placed past an empty slot of its probe sequence is not reached (-1)."""
+    t = Table(1024)
     h = 99
-    home = home_slot(h, bits)
-    off = HEADER_SIZE
-    t.keys[off] = 7
-    # Break the invariant on purpose: the key's slot is one past its (empty) home.
-    t.words[t.base + (home + 1) % 32] = slot_word(h, off)
-    calls: list[int] = []
-    assert t.find(7, h, calls) == (home, 0)
-    assert calls == []
-    assert index.find_word(t.words, t.base, bits, h, slot_word(h, off)) == -1
+    word = slot_word(h, HEADER_SIZE)
+    t.words[t.base + (t.home(h) + 1) % 1024] = word  # breaks the invariant on purpose
+    assert index.find_word(t.words, t.geom, h, word) == -1
+    assert index.empty_slot(t.words, t.geom, h) == t.home(h)
 
 
-def test_find_raises_corruption_error_when_every_slot_is_full() -> None:
-    """A table with no empty slot and no match is damaged: CorruptionError, not a hang."""
-    bits = 3
-    t = Table(bits, base=(HEADER_SIZE + RECORD_SIZE) // 8)
-    for i in range(t.capacity):
-        t.words[t.base + i] = slot_word(i, HEADER_SIZE + 64 * (i + 1))
-    with pytest.raises(mmkv.CorruptionError) as info:
-        t.find(-1, 3)
-    assert info.value.offset == HEADER_SIZE
-    assert t.guards_intact()
+# ---------------------------------------------------------------------------- VACANT
 
 
-def test_find_still_finds_a_key_in_a_full_table() -> None:
-    """Fullness is only an error when the key is absent: a present key is found first."""
-    bits = 3
-    t = Table(bits)
-    hashes = [11, 22, 33, 44, 55, 66, 77, 88]
-    placed = [t.add(key, h) for key, h in enumerate(hashes)]
-    assert all(t.slots())
-    for key, h in enumerate(hashes):
-        assert t.find(key, h) == placed[key]
+def test_a_probe_passes_a_vacant_slot_to_the_word_beyond_it() -> None:
+    """VACANT is not empty: a word placed after a slot that became VACANT is still found."""
+    t = Table(1024)
+    h = 4242
+    first = t.add(h)
+    second = t.add(h)
+    t.words[t.base + first[0]] = VACANT
+    assert index.find_word(t.words, t.geom, h, second[1]) == second[0]
+    assert index.find_word(t.words, t.geom, h, first[1]) == -1
 
 
-# ---------------------------------------------------------------------------- find_word
+def test_empty_slot_never_refills_a_vacant_slot() -> None:
+    """A VACANT home slot is passed over: the new word goes to the first truly empty slot."""
+    t = Table(1024)
+    h = 777
+    home = t.home(h)
+    t.words[t.base + home] = VACANT
+    assert index.empty_slot(t.words, t.geom, h) == (home + 1) % 1024
+    slot, _ = t.add(h)
+    assert slot == (home + 1) % 1024
+    assert t.words[t.base + home] == VACANT
 
 
-@settings(max_examples=30)
-@given(st.lists(U32, min_size=1, max_size=100))
-def test_find_word_locates_every_inserted_word(hashes: list[int]) -> None:
-    """``find_word`` returns the slot ``insert_new`` put each word in."""
-    bits = index.capacity_for(len(hashes), 16).bit_length() - 1
-    t = Table(bits)
-    placed = [t.add(key, h) for key, h in enumerate(hashes)]
-    for h, (slot, word) in zip(hashes, placed, strict=True):
-        assert index.find_word(t.words, t.base, bits, h, word) == slot
-
-
-def test_find_word_distinguishes_records_of_the_same_tag() -> None:
-    """A word with the right tag but another offset is not found (-1)."""
-    t = Table(5)
-    h = 5
-    slot, word = t.add(1, h)
-    assert index.find_word(t.words, t.base, 5, h, word) == slot
-    assert index.find_word(t.words, t.base, 5, h, slot_word(h, 8 * 999)) == -1
-
-
-# ---------------------------------------------------------------------------- rehash
-
-
-@settings(max_examples=40)
-@given(
-    st.lists(st.tuples(U32, st.booleans()), max_size=120),
-    st.integers(min_value=1, max_value=3),
-)
-def test_rehash_keeps_every_kept_word_and_drops_the_rejected_ones(
-    entries: list[tuple[int, bool]], growth: int
-) -> None:
-    """Rehashing into a bigger table copies exactly the words ``keep`` accepts, each findable."""
-    old_bits = index.capacity_for(len(entries), 16).bit_length() - 1
-    new_bits = old_bits + growth
-    old_cap, new_cap = 1 << old_bits, 1 << new_bits
-    old_base = 3
-    new_base = old_base + old_cap + 2
-    words = memoryview(bytearray(8 * (new_base + new_cap + 2))).cast("Q")
-    for i in (0, 1, 2, old_base + old_cap, old_base + old_cap + 1, new_base + new_cap):
-        words[i] = GUARD
-    words[new_base + new_cap + 1] = GUARD
-    hash_at: dict[int, int] = {}
-    kept_at: dict[int, bool] = {}
-    for n, (h, kept) in enumerate(entries):
-        off = HEADER_SIZE + 64 * n
-        hash_at[off] = h
-        kept_at[off] = kept
-        index.insert_new(words, old_base, old_bits, h, slot_word(h, off))
-    old_slots = list(words[old_base : old_base + old_cap])
-    asked: list[int] = []
-
-    def keep(offset: int) -> int | None:
-        asked.append(offset)
-        return hash_at[offset] if kept_at[offset] else None
-
-    copied = index.rehash(words, old_base, old_cap, new_base, new_bits, keep)
-
-    assert sorted(asked) == sorted(hash_at)
-    assert list(words[old_base : old_base + old_cap]) == old_slots
-    new_slots = list(words[new_base : new_base + new_cap])
-    expected = {slot_word(hash_at[o], o) for o in hash_at if kept_at[o]}
-    assert copied == len(expected)
-    assert {w for w in new_slots if w} == expected
-    assert sum(1 for w in new_slots if w) == copied
-    for word in expected:
-        h = hash_at[slot_offset(word)]
-        assert index.find_word(words, new_base, new_bits, h, word) >= 0
-    for i in (0, 1, 2, old_base + old_cap, old_base + old_cap + 1, new_base + new_cap):
-        assert words[i] == GUARD
-    assert words[new_base + new_cap + 1] == GUARD
-
-
-def test_rehash_of_an_empty_table_copies_nothing() -> None:
-    """No slots in use: nothing copied, ``keep`` never called, the new table stays empty."""
-    words = memoryview(bytearray(8 * (16 + 32))).cast("Q")
-
-    def keep(offset: int) -> int | None:
-        raise AssertionError("keep called for an empty slot")
-
-    assert index.rehash(words, 0, 16, 16, 5, keep) == 0
-    assert not any(words)
+def test_a_run_of_vacant_slots_is_passed_over_whole() -> None:
+    """Several VACANT slots in a row, across the wraparound, are all passed."""
+    h = hash_with_home(1024, 1022)
+    t = Table(1024)
+    for i in (1022, 1023, 0, 1):
+        t.words[t.base + i] = VACANT
+    assert index.empty_slot(t.words, t.geom, h) == 2
+    slot, word = t.add(h)
+    assert slot == 2
+    assert index.find_word(t.words, t.geom, h, word) == 2
 
 
 # ---------------------------------------------------------------------------- damage: a full table
 
 
-def _full_table() -> Table:
-    """A table with no empty slot, which only damage makes (a sound one is at most half full)."""
-    t = Table(4)
+def full_table() -> Table:
+    """A table with no empty slot, which only damage makes (a sound one is at most half full).
+    Some slots are VACANT: they do not count as empty either."""
+    t = Table(1024, offset=HEADER_SIZE)
     for i in range(t.capacity):
-        t.words[t.base + i] = slot_word(i, HEADER_SIZE + 64 * i)
+        t.words[t.base + i] = VACANT if i % 7 == 0 else slot_word(i, HEADER_SIZE + 64 * i)
     return t
 
 
 def test_find_word_on_a_full_table_raises_instead_of_looping() -> None:
-    t = _full_table()
-    assert index.find_word(t.words, t.base, t.bits, 3, slot_word(3, HEADER_SIZE + 64 * 3)) == 3
-    with pytest.raises(mmkv.CorruptionError, match="no empty slot"):
-        index.find_word(t.words, t.base, t.bits, 3, slot_word(3, 999_992))
+    """No empty slot and no match: CorruptionError at the table's offset, guards untouched."""
+    t = full_table()
+    with pytest.raises(mmkv.CorruptionError, match="no empty slot") as info:
+        index.find_word(t.words, t.geom, 3, slot_word(3, 999_992))
+    assert info.value.offset == HEADER_SIZE
     assert t.guards_intact()
 
 
-def test_insert_new_and_empty_slot_on_a_full_table_raise_instead_of_looping() -> None:
-    t = _full_table()
+def test_find_word_still_finds_a_word_in_a_full_table() -> None:
+    """Fullness is only an error when the word is absent: a present one is found first."""
+    t = full_table()
+    word = slot_word(3, HEADER_SIZE + 64 * 3)
+    assert index.find_word(t.words, t.geom, 3, word) == 3
+
+
+def test_empty_slot_on_a_full_table_raises_instead_of_looping() -> None:
+    """No empty slot at all (VACANT ones are not refilled): CorruptionError, not a hang."""
+    t = full_table()
     with pytest.raises(mmkv.CorruptionError, match="no empty slot"):
-        index.insert_new(t.words, t.base, t.bits, 7, slot_word(7, 999_992))
-    with pytest.raises(mmkv.CorruptionError, match="no empty slot"):
-        index.empty_slot(t.words, t.base, t.capacity - 1, 5)
+        index.empty_slot(t.words, t.geom, 5)
     assert t.guards_intact()
+    h = hash_with_home(1024, 1020)
     t.words[t.base + 2] = 0
-    assert index.empty_slot(t.words, t.base, t.capacity - 1, 5) == 2  # wraps around
+    assert index.empty_slot(t.words, t.geom, h) == 2  # found after wrapping around
+
+
+# ---------------------------------------------------------------------------- rehash
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(U32, st.sampled_from(["keep", "drop", "vacant"])), max_size=200),
+    st.integers(min_value=0, max_value=2),
+)
+def test_rehash_keeps_exactly_the_kept_words_and_drops_vacant_and_rejected_ones(
+    entries: list[tuple[int, str]], growth: int
+) -> None:
+    """The new table holds the words ``keep`` gave a hash for, each findable under that hash;
+    VACANT slots are dropped without asking ``keep``; the old table is left as it was."""
+    t = Table(index.capacity_for(len(entries)))
+    hash_at: dict[int, int] = {}
+    fate: dict[int, str] = {}
+    for h, what in entries:
+        slot, word = t.add(h)
+        hash_at[slot_offset(word)] = h
+        fate[slot_offset(word)] = what
+        if what == "vacant":
+            t.words[t.base + slot] = VACANT
+    old_slots = t.slots()
+    asked: list[int] = []
+
+    def keep(offset: int) -> int | None:
+        asked.append(offset)
+        assert fate[offset] != "vacant"
+        return hash_at[offset] if fate[offset] == "keep" else None
+
+    capacity = t.capacity << growth
+    slots = index.rehash(t.words, t.geom, capacity, keep)
+
+    assert isinstance(slots, array) and slots.typecode == "Q"
+    assert len(slots) == capacity
+    assert sorted(asked) == sorted(o for o, f in fate.items() if f != "vacant")
+    assert t.slots() == old_slots
+    assert t.guards_intact()
+    expected = {slot_word(hash_at[o], o) for o, f in fate.items() if f == "keep"}
+    assert {w for w in slots if w} == expected
+    assert sum(1 for w in slots if w) == len(expected)
+    assert VACANT not in slots
+    new_geom = (0, capacity - 1, 33 - capacity.bit_length())
+    for word in expected:
+        assert index.find_word(slots, new_geom, hash_at[slot_offset(word)], word) >= 0
+
+
+def test_rehash_of_an_empty_table_copies_nothing() -> None:
+    """No slots in use: ``keep`` is never called and the new table is all zeros."""
+    t = Table(1024)
+
+    def keep(offset: int) -> int | None:
+        raise AssertionError("keep called for an empty slot")
+
+    slots = index.rehash(t.words, t.geom, 2048, keep)
+    assert len(slots) == 2048
+    assert not any(slots)
+
+
+def test_rehash_places_words_where_a_probe_of_the_new_table_finds_them_first() -> None:
+    """Words of one hash are laid in probe order from their home in the new table."""
+    t = Table(1024)
+    h = 31337
+    words = [t.add(h)[1] for _ in range(3)]
+    slots = index.rehash(t.words, t.geom, 4096, lambda offset: h)
+    home = home_slot(h, 12)
+    assert sorted(slots[home : home + 3]) == sorted(words)
+
+
+def test_rehash_into_a_table_too_small_for_the_kept_words_is_a_corruption_error() -> None:
+    """A damaged old table naming more keys than the new one holds: CorruptionError."""
+    t = Table(4096)
+    for h in range(1025):
+        t.add(h)
+    with pytest.raises(mmkv.CorruptionError, match="more keys than fit"):
+        index.rehash(t.words, t.geom, 1024, lambda offset: offset // 64)

@@ -38,6 +38,15 @@ def table(capacity: int, gen: int = 1, fill: int = 0) -> bytes:
     return fmt.encode_table_header(capacity, gen) + fill.to_bytes(8, "little") * capacity
 
 
+def trailer(gen: int = 2, chain_before: int = 7) -> bytes:
+    meta = fmt.Meta(*range(gen, gen + len(fmt.Meta._fields)))
+    return fmt.encode_trailer(meta, chain_before)
+
+
+def block_crc(raw: bytes) -> int:
+    return int.from_bytes(raw[:4], "little")
+
+
 class Log:
     """A file of a zeroed header page followed by ``blocks``, mapped read-write."""
 
@@ -149,15 +158,30 @@ def test_read_header_refuses_a_huge_damaged_length(make_log: MakeLog) -> None:
         log.read_header(lg.mm, lg.end, HEADER_SIZE)
 
 
-@pytest.mark.parametrize("kind", [0, 6, 7, 0x80, 0xFF])
+@pytest.mark.parametrize("kind", [0, 7, 8, 0x80, 0xFF])
 def test_read_header_refuses_an_unknown_kind(make_log: MakeLog, kind: int) -> None:
-    """A kind byte other than PUT, DELETE, EVICT, TABLE is a CorruptionError."""
+    """A kind byte other than PUT..COMMIT (1..6) is a CorruptionError."""
     raw = bytearray(record(b"k", b"v"))
     raw[4] = kind
     lg = make_log([bytes(raw)])
     with pytest.raises(mmkv.CorruptionError) as info:
         log.read_header(lg.mm, lg.end, HEADER_SIZE)
     assert info.value.offset == HEADER_SIZE
+
+
+@pytest.mark.parametrize("kind", [fmt.PUT, fmt.DELETE, fmt.EVICT, fmt.EXPIRE])
+def test_read_header_accepts_every_record_kind(make_log: MakeLog, kind: int) -> None:
+    """PUT and the three tombstone kinds parse, with their kind in the header."""
+    lg = make_log([record(b"k", b"v", kind=kind)])
+    assert log.read_header(lg.mm, lg.end, HEADER_SIZE)[log.H_KIND] == kind
+
+
+def test_read_header_accepts_a_commit_trailer(make_log: MakeLog) -> None:
+    """A COMMIT block (kind 6) parses; its size is that of a record with a 136-byte value."""
+    lg = make_log([record(b"k", b"v"), trailer()])
+    hdr = log.read_header(lg.mm, lg.end, lg.offsets[1])
+    assert hdr[log.H_KIND] == fmt.COMMIT
+    assert log.total_size(hdr) == fmt.TRAILER_SIZE
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -222,15 +246,29 @@ def test_split_body_of_an_empty_key_and_value() -> None:
     assert log.split_body(raw[4:], hdr) == (b"", b"")
 
 
-def test_a_table_header_checks_its_header_but_not_its_slots(make_log: MakeLog) -> None:
-    """Slots mutate in place: the table crc covers bytes 4..48 only."""
+def test_block_ok_checks_a_table_header_but_not_its_slots(make_log: MakeLog) -> None:
+    """Slots mutate in place: a TABLE block's crc covers bytes 4..48 only."""
     lg = make_log([table(8)])
     hdr = log.read_header(lg.mm, lg.end, HEADER_SIZE)
-    assert log.table_header_ok(lg.mm, HEADER_SIZE, hdr)
+    assert log.block_ok(lg.mm, HEADER_SIZE, hdr)
     lg.mm[HEADER_SIZE + RECORD_SIZE : HEADER_SIZE + RECORD_SIZE + 8] = b"\xff" * 8
-    assert log.table_header_ok(lg.mm, HEADER_SIZE, hdr)
+    assert log.block_ok(lg.mm, HEADER_SIZE, hdr)
     lg.mm[HEADER_SIZE + 9] ^= 1  # the gen field
-    assert not log.table_header_ok(lg.mm, HEADER_SIZE, hdr)
+    assert not log.block_ok(lg.mm, HEADER_SIZE, hdr)
+
+
+@pytest.mark.parametrize("what", ["record", "trailer"])
+def test_block_ok_checks_every_byte_of_a_record_or_trailer(make_log: MakeLog, what: str) -> None:
+    """For a record or a COMMIT trailer the crc covers the whole block, padding included."""
+    raw = record(b"key", b"value") if what == "record" else trailer()
+    lg = make_log([raw])
+    hdr = log.read_header(lg.mm, lg.end, HEADER_SIZE)
+    assert log.block_ok(lg.mm, HEADER_SIZE, hdr)
+    for i in (5, 8, 40, len(raw) - 1):
+        lg.mm[HEADER_SIZE + i] ^= 0x01
+        assert not log.block_ok(lg.mm, HEADER_SIZE, hdr), i
+        lg.mm[HEADER_SIZE + i] ^= 0x01
+    assert log.block_ok(lg.mm, HEADER_SIZE, hdr)
 
 
 # ---------------------------------------------------------------------------- scan
@@ -328,3 +366,95 @@ def test_scan_works_over_plain_bytes_too() -> None:
     data = bytes(HEADER_SIZE) + b"".join(blocks)
     seen = list(log.scan(data, HEADER_SIZE, len(data)))  # type: ignore[arg-type]
     assert [log.total_size(h) for _, h in seen] == [len(b) for b in blocks]
+
+
+# ---------------------------------------------------------------------------- valid_run
+
+
+def test_valid_run_yields_every_sound_block_then_stops_quietly_at_zeros(make_log: MakeLog) -> None:
+    """Records, a table and a trailer are yielded in order; the zeros after them end the run."""
+    blocks = [record(b"a", b"1"), table(4, fill=0x55), record(b"b", b"2"), trailer()]
+    lg = make_log(blocks, tail=bytes(256))
+    seen = list(log.valid_run(lg.mm, HEADER_SIZE, lg.end + 256))
+    assert [off for off, _ in seen] == lg.offsets
+    assert [log.total_size(hdr) for _, hdr in seen] == [len(b) for b in blocks]
+
+
+def test_valid_run_stops_before_a_record_whose_checksum_fails(make_log: MakeLog) -> None:
+    """Unlike scan, the run checks each record's crc: a damaged value ends it there."""
+    lg = make_log([record(b"a", b"1"), record(b"b", b"value"), record(b"c", b"3")])
+    lg.mm[lg.offsets[1] + RECORD_SIZE + 2] ^= 0x20
+    seen = [off for off, _ in log.valid_run(lg.mm, HEADER_SIZE, lg.end)]
+    assert seen == lg.offsets[:1]
+
+
+def test_valid_run_passes_a_table_whose_slots_changed(make_log: MakeLog) -> None:
+    """Only a table's header is checked: slots written since do not end the run."""
+    lg = make_log([table(4), record(b"a", b"1")])
+    lg.mm[HEADER_SIZE + RECORD_SIZE : HEADER_SIZE + RECORD_SIZE + 8] = b"\x77" * 8
+    assert [off for off, _ in log.valid_run(lg.mm, HEADER_SIZE, lg.end)] == lg.offsets
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\xff" * 64, b"\x00\x00\x00\x00\x09" + bytes(59)],
+    ids=["ones", "kind-9"],
+)
+def test_valid_run_stops_quietly_at_garbage(make_log: MakeLog, garbage: bytes) -> None:
+    """A block that does not parse ends the run without an exception."""
+    lg = make_log([record(b"a", b"1"), record(b"b", b"2")], tail=garbage)
+    seen = [off for off, _ in log.valid_run(lg.mm, HEADER_SIZE, lg.end + len(garbage))]
+    assert seen == lg.offsets
+
+
+def test_valid_run_stops_at_a_block_that_crosses_the_limit(make_log: MakeLog) -> None:
+    """A sound block that does not end below ``limit`` is not yielded, nor any after it."""
+    lg = make_log([record(b"a", b"1"), record(b"b", b"x" * 50), record(b"c", b"3")])
+    seen = [off for off, _ in log.valid_run(lg.mm, HEADER_SIZE, lg.offsets[2] - 8)]
+    assert seen == lg.offsets[:1]
+    assert list(log.valid_run(lg.mm, HEADER_SIZE, HEADER_SIZE + RECORD_SIZE - 8)) == []
+
+
+# ---------------------------------------------------------------------------- chain_through
+
+
+def test_chain_through_folds_each_block_crc_and_size_in_order(make_log: MakeLog) -> None:
+    """The chain of a range is ``chain_step`` over every block, tables and trailers included."""
+    blocks = [record(b"a", b"1"), table(4, fill=3), record(b"bb", b"22" * 9), trailer()]
+    lg = make_log(blocks)
+    expected = 12345
+    for raw in blocks:
+        expected = fmt.chain_step(expected, block_crc(raw), len(raw))
+    assert log.chain_through(lg.mm, HEADER_SIZE, lg.end, 12345) == expected
+    middle = fmt.chain_step(9, block_crc(blocks[1]), len(blocks[1]))
+    assert log.chain_through(lg.mm, lg.offsets[1], lg.offsets[2], 9) == middle
+
+
+def test_chain_through_an_empty_range_is_the_chain_given(make_log: MakeLog) -> None:
+    """No block: the chain is unchanged."""
+    lg = make_log([record(b"a", b"1")])
+    assert log.chain_through(lg.mm, HEADER_SIZE, HEADER_SIZE, 4242) == 4242
+
+
+def test_chain_through_refuses_a_record_whose_checksum_fails(make_log: MakeLog) -> None:
+    """A damaged record in the range is a CorruptionError at its offset, not a wrong chain."""
+    lg = make_log([record(b"a", b"1"), record(b"b", b"2")])
+    lg.mm[lg.offsets[1] + RECORD_SIZE] ^= 0x01
+    with pytest.raises(mmkv.CorruptionError) as info:
+        log.chain_through(lg.mm, HEADER_SIZE, lg.end, 0)
+    assert info.value.offset == lg.offsets[1]
+
+
+def test_chain_through_refuses_garbage_in_the_range(make_log: MakeLog) -> None:
+    """A block that does not parse is a CorruptionError."""
+    lg = make_log([record(b"a", b"1")], tail=b"\xff" * 64)
+    with pytest.raises(mmkv.CorruptionError):
+        log.chain_through(lg.mm, HEADER_SIZE, lg.end + 64, 0)
+
+
+def test_chain_through_ignores_table_slots(make_log: MakeLog) -> None:
+    """Slots are not in a table's crc, so writing them does not change the chain."""
+    lg = make_log([table(8), record(b"a", b"1")])
+    before = log.chain_through(lg.mm, HEADER_SIZE, lg.end, 0)
+    lg.mm[HEADER_SIZE + RECORD_SIZE + 16 : HEADER_SIZE + RECORD_SIZE + 24] = b"\x01" * 8
+    assert log.chain_through(lg.mm, HEADER_SIZE, lg.end, 0) == before
