@@ -32,6 +32,10 @@ W_CLEAN = 5  # offset 40: the highest claimed generation known to have left no s
 RETIRED = 1 << 63  # set in the published word once compaction has replaced this file
 GEN_MASK = RETIRED - 1
 
+# Store-wide counters, outside any meta: advisory, added to by writers under the lock.
+W_HITS = 128  # offset 1024: memoized calls answered from the store, by every process
+W_MISSES = 129  # offset 1032: memoized calls that computed their result
+
 META_OFFSETS = (64, 256)  # the two meta slots a commit alternates between
 DURABLE_OFFSET = 448  # the meta of the newest state known to be entirely on disk
 META_SIZE = 192

@@ -6,13 +6,18 @@ import time
 from typing import Any
 
 from .cache import ReadCache
+from .format import W_HITS, W_MISSES
 from .log import H_EXP, total_size
 from .view import View, snapshot
 
 
-def stats(view: View, cache: ReadCache, process: dict[str, int]) -> dict[str, Any]:
+def stats(
+    view: View, cache: ReadCache, process: dict[str, int], pending: list[int]
+) -> dict[str, Any]:
     """Store-wide counts and sizes of ``view``'s state at the top level; this process's own
-    counters (the read cache's, and ``process``) under ``"process"``."""
+    counters (the read cache's, and ``process``) under ``"process"``. The store-wide
+    ``hits`` and ``misses`` are the file's counters plus this process's ``pending`` counts not
+    yet added to them."""
     meta = view.meta
     live, dead, keys = meta.live_bytes, meta.dead_bytes, meta.key_count
     if meta.ttl_count:
@@ -37,6 +42,8 @@ def stats(view: View, cache: ReadCache, process: dict[str, int]) -> dict[str, An
         "evictions": meta.evictions,
         "max_bytes": meta.max_bytes,
         "generation": meta.gen,
+        "hits": view.words[W_HITS] + pending[0],
+        "misses": view.words[W_MISSES] + pending[1],
         "process": {
             "cache_entries": len(cache.entries),
             "cache_bytes": cache.used,

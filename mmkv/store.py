@@ -465,7 +465,11 @@ class Store(_MutableMapping[str | bytes, Any]):
         from .memoize import memo_stats
         from .stats import stats
 
-        return stats(self._s.current(), self._cache, memo_stats(self))
+        if not self.readonly:
+            self._w.flush_counts()
+        view = self._s.current()
+        pending = self._w.counts
+        return stats(view, self._cache, memo_stats(self), pending)
 
     def verify(self) -> None:
         """Check the header, the index and every record of the current state, without
@@ -520,6 +524,14 @@ class Store(_MutableMapping[str | bytes, Any]):
         self._check_open()
         return memoize(self, ttl=ttl, key=key, stale=stale, version=version, ignore=ignore)
 
+    def _add_counts(self, hits: int = 0, misses: int = 0) -> None:
+        """Count memoized calls in the store-wide counters (``stats()["hits"]``, ``"misses"``):
+        kept in this process and added to the file at its next commit, ``stats()`` or close.
+        No lock and no system call here: memoize calls it on its hit path."""
+        counts = self._w.counts
+        counts[0] += hits
+        counts[1] += misses
+
     def _peek(self, key: object) -> Any:
         """The documented peek for memoize: the cache entry of ``key`` if it is valid now
         (``(value type, payload, expires_at)`` or the ABSENT marker), else None."""
@@ -543,6 +555,11 @@ class Store(_MutableMapping[str | bytes, Any]):
         if self._closed:
             return
         w = self._w
+        if not self.readonly:
+            try:
+                w.flush_counts()
+            except (OSError, Error):
+                pass  # counters are advisory; closing must not fail for them
         with w.tlock:
             if self._closed:
                 return

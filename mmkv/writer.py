@@ -41,6 +41,8 @@ from .format import (
     W_BOOT,
     W_CLAIMED,
     W_CLEAN,
+    W_HITS,
+    W_MISSES,
     W_PUBLISHED,
     Meta,
     chain_step,
@@ -88,6 +90,7 @@ class Writer:
 
     __slots__ = (
         "_flushed",
+        "counts",
         "depth",
         "forked",
         "purged_at",
@@ -105,6 +108,8 @@ class Writer:
         self.txn: Txn | None = None
         self.forked = False
         self.purged_at = [-1]  # log position of this process's last purge of expired keys
+        # Store-wide counters (format.W_HITS, W_MISSES) this process has yet to add to the file.
+        self.counts = [0, 0]
         # The newest state this process knows to be on disk (its file, its meta): the next
         # commit records it in the durable meta slot.
         self._flushed: tuple[object, Meta] | None = None
@@ -182,6 +187,8 @@ class Writer:
             gen = max(words[W_CLAIMED], view.gen) + 1
             eff.store(fd, words, W_CLAIMED, gen)  # claimed before anything carries it
             self._record_durable(view)
+            if self.counts[0] or self.counts[1]:
+                self.add_counts(view)
             self.txn = txn = Txn(view, gen)
         except BaseException:
             self.txn = None
@@ -212,6 +219,34 @@ class Writer:
         if words[W_CLAIMED] > max(view.gen, words[W_CLEAN]):
             view = recovery.repair(session, view)
         return view
+
+    def add_counts(self, view: View) -> None:
+        """Holding the lock: add this process's pending counts to the file's counters."""
+        hits, misses = self.counts
+        self.counts = [0, 0]
+        words = view.words
+        eff = _effects.current
+        fd = view.file.fd
+        eff.store(fd, words, W_HITS, (words[W_HITS] + hits) & 0xFFFF_FFFF_FFFF_FFFF)
+        eff.store(fd, words, W_MISSES, (words[W_MISSES] + misses) & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def flush_counts(self) -> None:
+        """Add this process's pending counts to the file now, if the lock is had within a
+        moment (counters are advisory: never worth a long wait)."""
+        if not (self.counts[0] or self.counts[1]) or self.txn is not None:
+            return
+        lock = self.session.writer_lock()
+        timeout, lock.timeout = lock.timeout, 0.1
+        try:
+            lock.acquire()
+        except LockTimeout:
+            return
+        finally:
+            lock.timeout = timeout
+        try:
+            self.add_counts(self.session.current())
+        finally:
+            lock.release()
 
     def _record_durable(self, view: View) -> None:
         """Store in the durable meta slot the newest state this process flushed, if newer."""
@@ -278,6 +313,8 @@ class Writer:
                 gen = max(words[W_CLAIMED], view.gen) + 1
                 eff.store(file.fd, words, W_CLAIMED, gen)  # claimed before anything carries it
                 self._record_durable(view)
+                if self.counts[0] or self.counts[1]:
+                    self.add_counts(view)
                 (
                     _,
                     start,
