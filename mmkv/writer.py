@@ -235,18 +235,28 @@ class Writer:
         moment (counters are advisory: never worth a long wait)."""
         if not (self.counts[0] or self.counts[1]) or self.txn is not None:
             return
-        lock = self.session.writer_lock()
-        timeout, lock.timeout = lock.timeout, 0.1
-        try:
-            lock.acquire()
-        except LockTimeout:
+        # The thread lock first: flock belongs to the open file description, so taking the
+        # writer lock while another thread of this store commits would "succeed", and
+        # releasing it would let another process in during that commit.
+        if not self.tlock.acquire(timeout=0.1):
             return
-        finally:
-            lock.timeout = timeout
         try:
-            self.add_counts(self.session.current())
+            if self.txn is not None or self.forked:
+                return
+            lock = self.session.writer_lock()
+            timeout, lock.timeout = lock.timeout, 0.1
+            try:
+                lock.acquire()
+            except LockTimeout:
+                return
+            finally:
+                lock.timeout = timeout
+            try:
+                self.add_counts(self.session.current())
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            self.tlock.release()
 
     def _record_durable(self, view: View) -> None:
         """Store in the durable meta slot the newest state this process flushed, if newer."""
@@ -417,17 +427,21 @@ class Writer:
 
     def record_flushed(self) -> None:
         """After an explicit ``sync()``: write the durable meta now, under the lock."""
-        view = self.session.view
         lock = self.session.writer_lock()
-        if lock.held:  # inside this store's own transaction
-            self._record_durable(view)
-            return
-        lock.acquire()
+        self.take_thread(lock.timeout)  # see flush_counts: the file lock is not per thread
         try:
-            view = self.session.current()
-            self._record_durable(view)
+            view = self.session.view
+            if lock.held:  # inside this thread's own transaction
+                self._record_durable(view)
+                return
+            lock.acquire()
+            try:
+                view = self.session.current()
+                self._record_durable(view)
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            self.tlock.release()
 
     @contextlib.contextmanager
     def maintenance(self, timeout: float | None) -> Iterator[View]:
