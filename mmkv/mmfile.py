@@ -22,8 +22,10 @@ import itertools
 import mmap
 import os
 import stat
+from typing import Any
 
 from . import effects
+from .core import compiled
 from .errors import CorruptionError, Error
 
 PAGE = mmap.PAGESIZE
@@ -74,17 +76,28 @@ def open_regular(path: str, writable: bool) -> tuple[int, os.stat_result]:
 
 
 class Mapping:
-    """One shared mapping of a file's first ``size`` bytes: the map and its u64 words."""
+    """One shared mapping of a file's first ``size`` bytes: the map and its u64 words.
 
-    __slots__ = ("mm", "size", "words")
+    ``words[i]`` is the 8-byte word at offset ``8 * i``. With the compiled core, ``words`` is a
+    ``mmkv._core.Map``, whose loads are acquire loads and whose stores are release stores
+    (``core`` is the same object); in pure Python it is a memoryview cast to u64, through
+    which an aligned 8-byte load or store is one instruction (CPython copies it with a
+    fixed-size memcpy), unlike struct.pack_into's byte loop. See
+    ``docs/explanation/concurrency.rst`` for what each relies on.
+    """
+
+    __slots__ = ("core", "mm", "size", "words")
 
     def __init__(self, fd: int, size: int, writable: bool) -> None:
         access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
         self.mm = mmap.mmap(fd, size, access=access)
-        # Through a memoryview cast to u64, an aligned 8-byte load or store is one instruction
-        # (CPython copies it with a fixed-size memcpy), unlike struct.pack_into's byte loop.
-        self.words = memoryview(self.mm).cast("Q")
         self.size = size
+        if compiled is not None:
+            self.core = compiled.Map(self.mm)
+            self.words: Any = self.core
+        else:
+            self.core = None
+            self.words = memoryview(self.mm).cast("Q")
 
 
 class MappedFile:

@@ -69,7 +69,7 @@ _NOT_RECORDS = (TABLE, COMMIT)
 class View:
     """One published state (``meta``) of one file, and the mapping it is read through."""
 
-    __slots__ = ("file", "gen", "geom", "limit", "log_end", "meta", "mm", "slot", "words")
+    __slots__ = ("core", "file", "gen", "geom", "limit", "log_end", "meta", "mm", "slot", "words")
 
     def __init__(
         self,
@@ -82,6 +82,7 @@ class View:
         self.file = file
         self.mm = mapping.mm
         self.words = mapping.words
+        self.core = mapping.core  # the compiled core's Map of this mapping, or None
         self.limit = mapping.size
         self.meta = meta
         self.gen = meta.gen
@@ -285,6 +286,12 @@ def read(
 ) -> tuple[int, bytes, float, int] | None:
     """The key's value in the view's state, as ``(value type, value bytes, expires_at,
     offset)``, its checksum verified; None when the key is absent (or expired) there."""
+    core = view.core
+    if core is not None:
+        base, mask, shift = view.geom
+        answer = core.read(base, mask, shift, view.log_end, kt, kb, now)
+        if answer is not None:  # None: a case the compiled core leaves to the code below
+            return answer or None
     found = _probe(view, kt, kb, h)
     _, off, hdr = find(view, kt, kb, h) if found is None else found
     if hdr is None:

@@ -62,6 +62,8 @@ from .txn import (
     P_PREV,
     P_SLOT,
     Txn,
+    _chain_step,
+    _encode,
     _pack_body,
     append,
     append_batch,
@@ -368,10 +370,14 @@ class Writer:
                     assert published is not None
                     new = published
                 else:
-                    body = _pack_body(PUT, kt, vt, 0, gen, prev, h, klen, 0, vlen, 0, exp)
-                    pad = _PADS[size - RECORD_SIZE - klen - vlen]
-                    crc = _crc32(pad, _crc32(vb, _crc32(kb, _crc32(body))))
-                    append(view, start, b"".join((crc.to_bytes(4, "little"), body, kb, vb, pad)))
+                    if _encode is not None:  # the compiled core: the same bytes, made in C
+                        record, crc = _encode(PUT, kt, vt, gen, prev, h, kb, vb, exp)
+                    else:
+                        body = _pack_body(PUT, kt, vt, 0, gen, prev, h, klen, 0, vlen, 0, exp)
+                        pad = _PADS[size - RECORD_SIZE - klen - vlen]
+                        crc = _crc32(pad, _crc32(vb, _crc32(kb, _crc32(body))))
+                        record = b"".join((crc.to_bytes(4, "little"), body, kb, vb, pad))
+                    append(view, start, record)
                     word = slot_word(h, start)
                     if slot < 0:
                         slot = empty_slot(words, view.geom, h)
@@ -392,7 +398,7 @@ class Writer:
                         cursor,
                         expired,
                         start,
-                        chain_step(chain, crc, size),
+                        _chain_step(chain, crc, size),
                         history_start,
                     )
                     new = commit_point(self, view, ((base + slot, word),), meta, ((kt, kb),))

@@ -26,6 +26,7 @@ import mmkv
 import mmkv.builder
 import mmkv.memoize
 import mmkv.memolock
+import mmkv.mmfile
 import mmkv.view
 
 READER = "regression-reader"
@@ -36,11 +37,18 @@ READER = "regression-reader"
 
 class Gate:
     """Stops the ``nth`` call of a function of :mod:`mmkv.view` made by the reader thread,
-    before (or after) it runs, until :meth:`open` is called."""
+    before (or after) it runs, until :meth:`open` is called.
+
+    The compiled core answers reads in C, holding the GIL from start to end, so no other
+    thread of the process can run in the middle of one: the interleavings these tests force
+    exist only in the pure-Python read path, which the gate therefore makes every store
+    opened after it use (the compiled core's own answers are held to the same states by
+    tests/core/)."""
 
     def __init__(
         self, monkeypatch: pytest.MonkeyPatch, name: str, nth: int = 1, after: bool = False
     ) -> None:
+        monkeypatch.setattr(mmkv.mmfile, "compiled", None)
         self.arrived = threading.Event()
         self._release = threading.Event()
         self.calls = 0
@@ -101,8 +109,10 @@ BASE = {f"k{i}": f"v{i}" for i in range(300)}
 
 
 @pytest.fixture
-def shared(tmp: Path) -> Iterator[mmkv.Store]:
-    """One Store shared by threads, without a read cache (every read goes to the file)."""
+def shared(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[mmkv.Store]:
+    """One Store shared by threads, without a read cache (every read goes to the file), read
+    through the pure-Python path (see Gate)."""
+    monkeypatch.setattr(mmkv.mmfile, "compiled", None)
     db = mmkv.Store(tmp / "store", auto_compact=False, cache_bytes=0)
     db.update(BASE)
     for i in range(0, 300, 3):

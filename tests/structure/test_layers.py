@@ -20,16 +20,27 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mmkv"
 FLOORS: list[set[str]] = [
     {"errors"},
     {"format"},
-    {"codec", "effects", "tagged"},
+    {"codec", "effects", "tagged", "core", "memokeys"},
     {"index", "log", "mmfile", "locking", "memolock"},
     {"view", "cache", "builder"},
     {"session"},
     {"txn", "recovery", "verification", "salvage"},
     {"writer", "compaction", "backup"},
-    {"protocols", "keyspace", "changes", "stats", "memoize"},
-    {"reads"},
+    {"protocols", "keyspace", "changes", "stats", "memoize", "memocore", "memoguard", "memoasync"},
+    {"reads", "writing"},
     {"store"},
-    {"cli", "dbm", "contrib", "contrib.django", "__main__", "__init__"},
+    {
+        "cli",
+        "cli_common",
+        "cli_copies",
+        "cli_watch",
+        "dbm",
+        "contrib",
+        "contrib.django",
+        "contrib.cachelib",
+        "__main__",
+        "__init__",
+    },
 ]
 MAX_LINES = 650
 
