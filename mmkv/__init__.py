@@ -3,13 +3,15 @@
 Unrelated to Tencent's MMKV; the file formats are not compatible.
 """
 
+from .core import NAME as CORE
 from .errors import ClosedError, CorruptionError, Error, LockTimeout, ReadOnlyError
 from .salvage import recover
 from .store import Store, open
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "CORE",
     "ClosedError",
     "CorruptionError",
     "Error",

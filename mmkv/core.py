@@ -12,6 +12,8 @@ else back to them (see ``mmkv/_core.c``).
 from __future__ import annotations
 
 import os
+import platform
+import warnings
 from typing import Any
 
 compiled: Any = None
@@ -23,3 +25,18 @@ if os.environ.get("MMKV_PURE_PYTHON", "") in ("", "0"):
 
 #: "compiled" or "python".
 NAME = "python" if compiled is None else "compiled"
+
+#: Whether this CPU orders every store before later stores, as seen from other cores (x86-64's
+#: total store order). The pure-Python engine relies on it: it publishes with plain stores.
+#: Elsewhere (aarch64, say) only the compiled core's release stores and acquire loads order a
+#: commit's steps; see docs/explanation/concurrency.rst.
+STRONG_ORDER = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+if compiled is None and not STRONG_ORDER:
+    warnings.warn(
+        "mmkv is running its pure-Python engine on a CPU without x86 store ordering "
+        f"({platform.machine()}): readers in other processes may see a commit's stores out of "
+        "order. Install mmkv where a C compiler is available to build its compiled core.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
