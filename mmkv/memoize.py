@@ -6,18 +6,17 @@ Cache keys
         mmkv.memo:<module>.<qualname>:<32 hex digits>
 
     The hex part is a BLAKE2b digest of the call's arguments in a canonical, type-tagged
-    msgpack encoding (never ``hash()``, which is salted per process, and never pickle, whose
-    bytes vary across versions). Each value carries a tag for its type, so ``1``, ``1.0``,
-    ``True``, ``"a"`` and ``b"a"`` encode differently; keyword arguments are sorted by name and
-    dict items by their encoded key, so neither order matters. Lists and tuples are told
-    apart. Anything that is not None, bool, int, float, str, bytes, list, tuple or dict raises
-    ``TypeError``, unless the decorator was given ``key=``, whose return value (itself
-    encodable) replaces the arguments. The function part of the key never contains a ``:``
-    (one would be escaped), so ``mmkv.memo:<name>:`` is a prefix of this function's keys and of
-    no other function's: ``cache_clear()`` deletes exactly those.
+    encoding (:mod:`mmkv.memokeys`), preceded by the function's version when it has one
+    (``version=``). Arguments that cannot be encoded raise ``TypeError``, unless the decorator
+    was given ``key=``, whose return value (itself encodable) replaces the arguments, or
+    ``ignore=``, which leaves the named parameters out. The function part of the key never
+    contains a ``:`` (one would be escaped), so ``mmkv.memo:<name>:`` is a prefix of this
+    function's keys, every version's, and of no other function's: ``cache_clear()`` deletes
+    exactly those.
 
     Positional and keyword spellings of one argument (``f(1)`` and ``f(x=1)``) are different
-    calls, as with :func:`functools.lru_cache`.
+    calls, as with :func:`functools.lru_cache`, unless ``ignore=`` is given: the call is then
+    bound to the function's parameters and kept by name.
 
 Stored values
     The result ``r`` is stored as the one-element list ``[r]``, so a cached ``None`` is told
@@ -34,24 +33,8 @@ Stored values
 
 Stampede protection
     When several processes miss one key at once, one computes and the others wait for its
-    result. The lock is a POSIX byte-range lock (``fcntl.lockf``) on one byte of the side file
-    ``PATH + ".memo.lock"``, at an offset taken from a digest of the store key. The OS drops
-    such locks when their process dies, so a killed computation frees its waiters at once:
-    they notice within one poll interval. Waiters poll (1 ms growing to 20 ms), taking the
-    lock without blocking and re-reading the store each time; the winner re-reads the store
-    once more before computing, since another process may have just finished. Waiting is
-    bounded by ``store.lock_timeout`` (``None``: forever); past it, the waiter computes
-    without the lock and stores its result.
-
-    POSIX locks belong to a process, not to a thread or a descriptor, which has two
-    consequences handled here: threads of one process serialize on an in-process lock per
-    byte offset before they touch the range lock, and the side file is opened once per
-    process and closed only when no thread holds or wants any of its ranges (closing any
-    descriptor of a file drops every lock the process holds on it). A nested memoized call
-    whose key maps to a byte the same thread already holds proceeds without re-locking.
-
-    A read-only store cannot be written, so a miss there computes without caching and
-    without locking.
+    result (:mod:`mmkv.memoguard`), for at most ``store.lock_timeout`` seconds. A read-only
+    store cannot be written, so a miss there computes without caching and without locking.
 
 Serving stale results (``stale=``)
     A caller that finds a stale entry tries the key's lock once, without blocking. The one
@@ -64,134 +47,57 @@ Serving stale results (``stale=``)
     entry that appears, fresh or stale. On a read-only store a stale entry is served as it is,
     since nothing there can refresh it.
 
+Methods
+    A function defined in a class body gets a descriptor: ``obj.method`` is bound to ``obj``,
+    which is the first argument of the call like any other, so it is part of the key: give
+    ``key=`` (``key=lambda self, x: (self.id, x)``) or ``ignore=("self",)``, or calls raise
+    ``TypeError`` for an instance that cannot be encoded. ``obj.method.cache_key(x)`` and
+    ``obj.method.invalidate(x)`` take the arguments without ``self``, as the call does.
+
+Coroutine functions
+    ``async def`` functions get a coroutine-function wrapper (:mod:`mmkv.memoasync`):
+    concurrent awaits of one key in one event loop share one computation, and a wait for
+    another process polls with :func:`asyncio.sleep`, never blocking the loop.
+
 Statistics
     Each wrapper counts, in this process, hits (the result came from the store, possibly
     after waiting for another process, or stale) and misses (this process ran the function):
-    ``wrapper.cache_info()``. :func:`memo_stats` sums them per store path, for ``stats()``.
+    ``wrapper.cache_info()``; :func:`memo_stats` sums them per store path, for
+    ``stats()["process"]``. The store-wide counters in the file (``stats()["hits"]`` and
+    ``["misses"]``, which ``mmkv stats`` shows) get them too: each wrapper hands its counts to
+    the store (:meth:`Store._add_counts`, no lock, no system call) on every miss and every 64
+    hits, and :func:`push_counts` hands over the rest, when ``stats()`` runs and at ``close()``.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
-
-import msgpack  # type: ignore[import-untyped, unused-ignore]
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import overload as _overload
 
 from .codec import unpackb as _unpackb
 from .format import VALUE_MSGPACK as _MSGPACK
-from .memolock import checkin, checkout, release_range_lock, try_range_lock
+from .memocore import KEY_PREFIX, PUSH_EVERY, CacheInfo, Core
+from .memoguard import MISSING as _MISSING
+from .memoguard import is_entry
+from .memokeys import PLAIN_TYPES, Binder, encode_version, in_class_body, plain
 
 if TYPE_CHECKING:
     from .protocols import StoreLike as Store
 
-__all__ = ["KEY_PREFIX", "CacheInfo", "memo_stats", "memoize"]
+__all__ = ["KEY_PREFIX", "CacheInfo", "Memoized", "memo_stats", "memoize", "push_counts"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+T = TypeVar("T")
 
-#: Every memoized result's store key starts with this.
-KEY_PREFIX = "mmkv.memo:"
-
-# Bumped if the argument encoding ever changes, so old entries are simply never found again
-# instead of being read under a different meaning.
-_ENCODING_VERSION = 1
-
-# Number of distinct one-byte ranges in the side lock file. Two keys share a range only when
-# their digests agree on these bits; with 2**40 ranges that is never in practice, and it only
-# costs a needless wait if it happens. Offsets are well within a 64-bit off_t.
-_LOCK_RANGES = 2**40
-
-# Function names longer than this (in UTF-8 bytes) are shortened with a digest, so every
-# memo key stays well inside the 1024 bytes a store always accepts.
-_MAX_NAME_BYTES = 400
-
-_POLL_FIRST = 0.001
-_POLL_MAX = 0.02
-
-_MISSING: Any = object()
-
-
-class CacheInfo(NamedTuple):
-    """Per-process counts for one memoized function."""
-
-    hits: int
-    misses: int
-
-
-# --------------------------------------------------------------------------- argument encoding
-
-# Type tags of the canonical encoding. Never renumber: keys would change.
-_T_NONE = 0
-_T_BOOL = 1
-_T_INT = 2
-_T_BIGINT = 3  # ints outside msgpack's range, as decimal text
-_T_FLOAT = 4
-_T_STR = 5
-_T_BYTES = 6
-_T_LIST = 7
-_T_TUPLE = 8
-_T_DICT = 9
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-
-
-def _canonical(value: Any, path: set[int]) -> list[Any]:
-    """Return ``value`` as a ``[tag, payload]`` list whose msgpack bytes depend on it alone."""
-    if value is None:
-        return [_T_NONE]
-    if isinstance(value, bool):  # before int: bool is a subclass of int
-        return [_T_BOOL, bool(value)]
-    if isinstance(value, int):
-        number = int(value)
-        if _INT_MIN <= number <= _INT_MAX:
-            return [_T_INT, number]
-        return [_T_BIGINT, str(number)]
-    if isinstance(value, float):
-        return [_T_FLOAT, float(value)]
-    if isinstance(value, str):
-        return [_T_STR, str(value)]
-    if isinstance(value, bytes | bytearray):
-        return [_T_BYTES, bytes(value)]
-    if isinstance(value, list | tuple | dict):
-        if id(value) in path:
-            raise TypeError("cannot encode a self-referencing argument for a memo key")
-        path.add(id(value))
-        try:
-            if isinstance(value, dict):
-                items = []
-                for item_key, item_value in value.items():
-                    encoded_key = _pack(_canonical(item_key, path))
-                    items.append((encoded_key, _canonical(item_value, path)))
-                items.sort(key=lambda item: item[0])
-                return [_T_DICT, [[k, v] for k, v in items]]
-            tag = _T_LIST if isinstance(value, list) else _T_TUPLE
-            return [tag, [_canonical(item, path) for item in value]]
-        finally:
-            path.discard(id(value))
-    raise TypeError(
-        f"cannot encode an argument of type {type(value).__name__} for a memo key; "
-        "pass key= to @memoize to derive the key yourself"
-    )
-
-
-_packer_local = threading.local()
-_PLAIN_TYPES = frozenset((int, str, bytes))
-
-
-def _plain(args: tuple[Any, ...]) -> bool:
-    """Whether every argument is exactly an int, str or bytes (see ``known`` in memoize)."""
-    for arg in args:  # noqa: SIM110 (a plain loop beats all() with a generator here)
-        if type(arg) not in _PLAIN_TYPES:
-            return False
-    return True
-
-
-_KNOWN_KEYS = 65536
 # Results reused from one hit to the next (see ``hot`` in memoize): immutable types only, so
 # no caller can change what the next one gets, and small, so the entries kept alive are too.
 _IMMUTABLE_RESULTS = frozenset((int, float, str, bytes, bool, type(None)))
@@ -202,42 +108,34 @@ _HOT_BYTES = 4096  # largest stored entry reused
 _HOT_BUDGET = 4 << 20
 
 
-def _pack(obj: Any) -> bytes:
-    # One Packer per thread: building a Packer per call (what msgpack.packb does) costs about
-    # as much as the rest of a memoized hit.
-    packer = getattr(_packer_local, "packer", None)
-    if packer is None:
-        packer = _packer_local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
-    return cast(bytes, packer.pack(obj))
+class Memoized(Protocol[P, R_co]):
+    """What ``@db.memoize()`` returns: the function, with the signature it had, and helpers.
 
+    For mypy, ``f.cache_key``, ``f.invalidate`` and the call take exactly the function's
+    parameters; on a method, bound to an instance, they take them without ``self``.
+    """
 
-def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """The canonical bytes of a call's arguments (``TypeError`` for unencodable ones)."""
-    path: set[int] = set()
-    positional = [_canonical(arg, path) for arg in args]
-    keywords = [[name, _canonical(kwargs[name], path)] for name in sorted(kwargs)]
-    return _pack([_ENCODING_VERSION, "args", positional, keywords])
+    cache_prefix: str
 
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The store key that holds the result of this call."""
 
-def encode_key_value(value: Any) -> bytes:
-    """The canonical bytes of the value a ``key=`` function returned."""
-    return _pack([_ENCODING_VERSION, "key", _canonical(value, set())])
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Forget this call's result; True if there was one."""
 
+    def cache_clear(self) -> int:
+        """Forget every result of this function (every version's); how many were removed."""
 
-def function_name(func: Callable[..., Any]) -> str:
-    """``module.qualname`` of ``func``, made safe to end with ``:`` in a key prefix."""
-    module = getattr(func, "__module__", None) or "?"
-    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or "?"
-    name = f"{module}.{qualname}"
-    # Escape ':' so the first ':' after KEY_PREFIX always ends the name: no function's
-    # prefix can then be a prefix of another function's keys.
-    name = name.replace("%", "%25").replace(":", "%3A")
-    encoded = name.encode("utf-8", "surrogatepass")
-    if len(encoded) > _MAX_NAME_BYTES:
-        digest = hashlib.blake2b(encoded, digest_size=8).hexdigest()
-        head = encoded[: _MAX_NAME_BYTES - 20].decode("utf-8", "ignore")
-        name = f"{head}~{digest}"
-    return name
+    def cache_info(self) -> CacheInfo:
+        """This process's hits and misses of this function."""
+
+    @_overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Memoized[P, R_co]: ...
+    @_overload
+    def __get__(
+        self: Memoized[Concatenate[T, P2], R], obj: T, owner: type[Any] | None = None
+    ) -> Memoized[P2, R]: ...
 
 
 # --------------------------------------------------------------------------- statistics
@@ -253,13 +151,18 @@ def _reset_stats_lock_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_stats_lock_after_fork)
-# Every memoized function's own counters, by the store file they cache in: memo_stats() sums
-# them, so a hit only bumps its function's counter.
-_store_stats: dict[str, list[dict[str, int]]] = {}
+# Every memoized function's own counters, [hits, misses, hits handed to the store], by the
+# store file they cache in: memo_stats() sums them, so a hit only bumps its function's.
+_store_stats: dict[str, list[list[int]]] = {}
 
 
 def _stats_key(store: Store) -> str:
     return os.path.realpath(os.fspath(store.path))
+
+
+def _counters(store: Store) -> list[list[int]]:
+    with _stats_lock:
+        return list(_store_stats.get(_stats_key(store), ()))
 
 
 def memo_stats(store: Store) -> dict[str, int]:
@@ -268,107 +171,26 @@ def memo_stats(store: Store) -> dict[str, int]:
     Counts are summed over every memoized function and every ``Store`` object open on the
     same path in this process; other processes keep their own.
     """
-    with _stats_lock:
-        every = list(_store_stats.get(_stats_key(store), ()))
+    every = _counters(store)
     return {
-        "memoize_hits": sum(counts["hits"] for counts in every),
-        "memoize_misses": sum(counts["misses"] for counts in every),
+        "memoize_hits": sum(counts[0] for counts in every),
+        "memoize_misses": sum(counts[1] for counts in every),
     }
 
 
-class _KeyGuard:
-    """The right to compute one store key, shared with every process and thread.
-
-    :meth:`wait` either finds the result in the store (``(True, value)``, nothing held) or
-    returns ``(False, None)``, when the caller should compute and store the result: with the
-    lock held, or without it once ``store.lock_timeout`` ran out. :meth:`close` releases
-    whatever is held; call it in a ``finally``.
-    """
-
-    def __init__(self, store: Store, key: str) -> None:
-        self.store = store
-        self.key = key
-        # Keyed by the file, not by the spelling of its path (as the writer lock is): every
-        # name of one store shares one guard, in this process and across processes.
-        self.lock_path = os.path.realpath(os.fspath(store.path)) + ".memo.lock"
-        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-        self.offset = int.from_bytes(digest, "big") % _LOCK_RANGES
-        self.lock_file, self.slot = checkout(self.lock_path, self.offset)
-        self.held = False
-        self.closed = False
-
-    def try_acquire(self) -> bool:
-        slot = self.slot
-        if not slot.rlock.acquire(blocking=False):
-            return False  # another thread of this process has this byte
-        # depth > 0 means this very thread holds the byte already (a nested call whose key
-        # maps to the same offset): the process's range lock covers the nested call too.
-        if slot.depth > 0 or try_range_lock(self.lock_file.fd, self.offset):
-            slot.depth += 1
-            self.held = True
-            return True
-        slot.rlock.release()
-        return False
-
-    def _release(self) -> None:
-        if not self.held:
-            return
-        self.held = False
-        slot = self.slot
-        slot.depth -= 1
-        if slot.depth == 0:
-            release_range_lock(self.lock_file.fd, self.offset)
-        slot.rlock.release()
-
-    def wait(self, accept_stale: bool = False) -> tuple[bool, Any]:
-        """Wait for a result; ``accept_stale`` takes a stale entry as one too (``stale=``)."""
-        timeout = self.store.lock_timeout
-        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
-        delay = _POLL_FIRST
-        while True:
-            self.try_acquire()
-            # Read after taking the lock too: the previous holder may have just stored it.
-            cached = self.store.get(self.key, _MISSING)
-            if _is_fresh(cached) or (accept_stale and not self.held and _is_entry(cached)):
-                self._release()
-                return True, cached[0]
-            if self.held:
-                return False, None
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return False, None  # waited long enough: compute without the lock
-            time.sleep(delay if deadline is None else min(delay, deadline - now))
-            delay = min(delay * 1.5, _POLL_MAX)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self._release()
-        finally:
-            checkin(self.lock_path, self.offset, self.lock_file, self.slot)
+def push_counts(store: Store) -> None:
+    """Hand the hits not yet handed to the store-wide counters to ``store`` (any ``Store``
+    object of the file will do: the counters are the file's)."""
+    hits = 0
+    for counts in _counters(store):
+        seen = counts[0]
+        hits += seen - counts[2]
+        counts[2] = seen
+    if hits:
+        store._add_counts(hits=hits)
 
 
-def _is_entry(value: Any) -> bool:
-    """Whether ``value`` has the shape of a memo entry, fresh or stale."""
-    if not isinstance(value, list):
-        return False
-    if len(value) == 1:
-        return True
-    return len(value) == 2 and type(value[1]) is float
-
-
-def _is_fresh(value: Any) -> bool:
-    """Whether ``value`` is a memo entry that is not stale."""
-    if not isinstance(value, list):
-        return False
-    if len(value) == 1:
-        return True
-    return len(value) == 2 and type(value[1]) is float and time.time() < value[1]
-
-
-# --------------------------------------------------------------------------- the decorator
+# --------------------------------------------------------------------------- options
 
 
 def _check_ttl(ttl: Any) -> float | None:
@@ -408,9 +230,55 @@ def _finite_seconds(seconds: float) -> bool:
         return False
 
 
-def _register_counts(stats_key: Any, counts: dict[str, int]) -> None:
-    with _stats_lock:
-        _store_stats.setdefault(stats_key, []).append(counts)
+# --------------------------------------------------------------------------- methods
+
+
+class _MemoMethod:
+    """What memoize returns for a function defined in a class body: a descriptor, so that
+    ``obj.method`` is bound to ``obj`` and so are its helpers."""
+
+    def __init__(self, call: Callable[..., Any], func: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, func)
+        self._call = call
+        for name in ("cache_key", "invalidate", "cache_clear", "cache_info", "cache_prefix"):
+            setattr(self, name, getattr(call, name))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(*args, **kwargs)
+
+    def __get__(self, obj: object, owner: type[Any] | None = None) -> Any:
+        return self if obj is None else _BoundMemo(self, obj)
+
+    def __repr__(self) -> str:
+        return f"<memoized {self.__qualname__}>"  # type: ignore[attr-defined]
+
+
+class _BoundMemo:
+    """``obj.method`` of a memoized method: the call and the helpers with ``obj`` first."""
+
+    __slots__ = ("__self__", "_memo")
+
+    def __init__(self, memo: _MemoMethod, obj: object) -> None:
+        self._memo = memo
+        self.__self__ = obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._memo._call(self.__self__, *args, **kwargs)
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        return self._memo._call.cache_key(self.__self__, *args, **kwargs)  # type: ignore[attr-defined, no-any-return]
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        return self._memo._call.invalidate(self.__self__, *args, **kwargs)  # type: ignore[attr-defined, no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._memo, name)
+
+    def __repr__(self) -> str:
+        return f"<bound memoized {self._memo!r} of {self.__self__!r}>"
+
+
+# --------------------------------------------------------------------------- the decorator
 
 
 def memoize(
@@ -420,205 +288,137 @@ def memoize(
     key: Callable[..., Any] | None = None,
     stale: float | None = None,
     version: object = None,
-    ignore: Any = (),
-) -> Callable[[F], F]:
+    ignore: Iterable[str] = (),
+) -> Callable[[Callable[P, R]], Memoized[P, R]]:
     """Return a decorator caching a function's results in ``store`` for every process.
 
     ``ttl`` (seconds > 0, or None for no expiry) is passed to :meth:`Store.put` with each
     result. ``stale`` (seconds > 0; needs ``ttl``, ``ValueError`` otherwise) keeps a result
     ``stale`` seconds longer: in that window one caller recomputes it while every other caller
     gets the old result at once instead of waiting. ``key``, if given, is called with the
-    call's arguments and its (encodable) return value stands in for them. The wrapper gains
-    ``cache_key(*args, **kwargs)`` (the store key of that call), ``invalidate(*args,
-    **kwargs)`` (drop that call's result; True if there was one), ``cache_clear()`` (drop
-    every result of this function; returns how many) and ``cache_info()`` (this process's
-    hits and misses). See the module docs for the details.
+    call's arguments and its (encodable) return value stands in for them. ``version`` (an
+    encodable value, or ``"code"`` for a digest of the function's code) is part of every key,
+    so that a new version never reads an old one's results. ``ignore`` names parameters left
+    out of the key. The wrapper gains ``cache_key(*args, **kwargs)`` (the store key of that
+    call), ``invalidate(*args, **kwargs)`` (drop that call's result; True if there was one),
+    ``cache_clear()`` (drop every result of this function; returns how many) and
+    ``cache_info()`` (this process's hits and misses). See the module docs for the details.
     """
     ttl = _check_ttl(ttl)
     stale = _check_stale(stale, ttl)
-    # Stale-capable entries live ttl + stale seconds in the store and carry their own
-    # "fresh until" time, ttl seconds after they are stored; see the module docs.
-    store_ttl, fresh_for = ttl, 0.0
-    if stale is not None and ttl is not None:
-        store_ttl, fresh_for = ttl + stale, float(ttl)
     if key is not None and not callable(key):
         raise TypeError("key must be a callable returning an encodable value")
-    key_func = key
+    ignored = ignore
+    if isinstance(ignored, str | bytes):
+        raise TypeError(f"ignore takes an iterable of parameter names, not {ignored!r}")
+    ignored = tuple(ignored)
+    if key is not None and ignored:
+        raise ValueError("ignore= has no effect with key=: leave the parameter out of key()")
 
-    def decorator(func: F) -> F:
+    def decorator(func: Callable[P, R]) -> Memoized[P, R]:
         if not callable(func):
             raise TypeError("memoize decorates a callable")
+        import inspect
+
+        if inspect.isasyncgenfunction(func):
+            raise TypeError("memoize cannot cache async generators: their results are streams")
+        binder = Binder(func, ignored) if ignored else None
+        core = Core(store, func, ttl, stale, key, binder, encode_version(version, func))
+        with _stats_lock:
+            _store_stats.setdefault(_stats_key(store), []).append(core.counts)
         if inspect.iscoroutinefunction(func):
-            raise TypeError(
-                "memoize cannot cache coroutine functions; their results are awaitables"
-            )
-        prefix = f"{KEY_PREFIX}{function_name(func)}:"
-        stats_key = _stats_key(store)
-        counts_lock = threading.Lock()
-        counts = {"hits": 0, "misses": 0}
-        _register_counts(stats_key, counts)
+            from .memoasync import wrap_async
 
-        def count(kind: str) -> None:
-            # Statistics only: unlocked increments, which under the GIL may at worst drop a
-            # count when threads race; a lock here cost a third of a hit.
-            counts[kind] += 1
-
-        # Store keys already derived in this process, for calls whose arguments are all exactly
-        # int, str or bytes: for those types equal arguments encode alike, so the dict cannot
-        # confuse calls the encoding tells apart (1 vs True vs 1.0 never reach it).
-        known: dict[Any, str] = {}
-
-        def derive(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-            if key_func is not None:
-                encoded = encode_key_value(key_func(*args, **kwargs))
-            else:
-                encoded = encode_arguments(args, kwargs)
-            return prefix + hashlib.blake2b(encoded, digest_size=16).hexdigest()
-
-        def cache_key(*args: Any, **kwargs: Any) -> str:
-            if key_func is not None or kwargs or not _plain(args):
-                return derive(args, kwargs)
-            store_key = known.get(args)
-            if store_key is None:
-                store_key = derive(args, kwargs)
-                if len(known) >= _KNOWN_KEYS:
-                    known.clear()
-                known[args] = store_key
-            return store_key
-
-        def compute_and_store(store_key: str, args: Any, kwargs: Any) -> Any:
-            count("misses")
-            result = func(*args, **kwargs)
-            if stale is None:
-                store.put(store_key, [result], ttl=ttl)
-            else:
-                store.put(store_key, [result, time.time() + fresh_for], ttl=store_ttl)
-            return result
-
-        def refresh_or_serve_stale(
-            store_key: str, cached: list[Any], args: Any, kwargs: Any
-        ) -> Any:
-            # The entry is stale but alive. One try at the lock, never a wait: the winner
-            # refreshes, everyone else returns the stale result now.
-            if store.readonly:
-                count("hits")
-                return cached[0]
-            guard = _KeyGuard(store, store_key)
-            try:
-                if guard.try_acquire():
-                    # Another process may have refreshed it between our read and the lock.
-                    current = get(store_key, _MISSING)
-                    if _is_fresh(current):
-                        count("hits")
-                        return current[0]
-                    return compute_and_store(store_key, args, kwargs)
-            finally:
-                guard.close()
-            count("hits")
-            return cached[0]
-
-        get = store.get
-        peek = store._peek  # the store's one documented peek at its read cache
-        now = time.time
-
-        # The last hit of plain arguments whose result is small and immutable: (store key,
-        # the store's cache entry it was decoded from, the result). While the store's cache
-        # holds that very entry object (entries are immutable tuples, replaced whenever the key
-        # is written, and this one is kept alive here, so identity cannot be reused), the
-        # stored value is unchanged and its decoding can be reused. Only for entries without
-        # stale=, whose freshness is the store's own expiry.
-        hot: dict[Any, tuple[str, Any, Any]] = {}
-        hot_bytes = [0]  # see _HOT_BUDGET
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            store_key = None
-            if (
-                not kwargs
-                and key_func is None
-                and (type(args[0]) in _PLAIN_TYPES if len(args) == 1 else _plain(args))
-            ):
-                last = hot.get(args)
-                if last is not None:
-                    entry = peek(last[0])
-                    if entry is last[1] and (not entry[2] or entry[2] > now()):
-                        counts["hits"] += 1
-                        return last[2]
-                store_key = known.get(args)
-            if store_key is None:
-                store_key = cache_key(*args, **kwargs)
-            # Store.get's cache hit, inlined (the hit path is most of a memoized call's cost):
-            # valid while the generation word is the one the cache was filled at, outside a
-            # transaction; an entry is (value type, payload, expiry) with payload msgpack here.
-            entry = peek(store_key)
-            if (
-                type(entry) is tuple  # not a miss, nor the cached-absent marker
-                and entry[0] == _MSGPACK
-                and (not entry[2] or entry[2] > now())
-            ):
-                cached = _unpackb(entry[1])
-            else:
-                cached = get(store_key, _MISSING)
-            if type(cached) is list:  # _is_fresh, inlined on the hit path
-                size = len(cached)
-                if size == 1 or (size == 2 and type(cached[1]) is float and now() < cached[1]):
-                    counts["hits"] += 1
-                    result = cached[0]
-                    if (
-                        size == 1
-                        and type(result) in _IMMUTABLE_RESULTS
-                        and peek(store_key) is entry
-                        and type(entry) is tuple
-                        and len(entry[1]) <= _HOT_BYTES
-                        and (not kwargs and key_func is None and _plain(args))
-                    ):
-                        hot_bytes[0] += 2 * len(entry[1]) + 200
-                        if hot_bytes[0] > _HOT_BUDGET:
-                            hot.clear()
-                            hot_bytes[0] = 0
-                        hot[args] = (store_key, entry, result)
-                    return result
-                if stale is not None and _is_entry(cached):
-                    return refresh_or_serve_stale(store_key, cached, args, kwargs)
-            if store.readonly:
-                count("misses")
-                return func(*args, **kwargs)
-            guard = _KeyGuard(store, store_key)
-            try:
-                found, value = guard.wait(accept_stale=stale is not None)
-                if found:
-                    count("hits")
-                    return value
-                return compute_and_store(store_key, args, kwargs)
-            finally:
-                guard.close()
-
-        def invalidate(*args: Any, **kwargs: Any) -> bool:
-            store_key = cache_key(*args, **kwargs)
-            try:
-                del store[store_key]
-            except KeyError:
-                return False
-            return True
-
-        def cache_clear() -> int:
-            removed = 0
-            with store.transaction():
-                doomed = [k for k in store if isinstance(k, str) and k.startswith(prefix)]
-                for store_key in doomed:
-                    if store.pop(store_key, _MISSING) is not _MISSING:
-                        removed += 1
-            return removed
-
-        def cache_info() -> CacheInfo:
-            with counts_lock:
-                return CacheInfo(counts["hits"], counts["misses"])
-
-        wrapper.cache_key = cache_key  # type: ignore[attr-defined]
-        wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-        wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
-        wrapper.cache_info = cache_info  # type: ignore[attr-defined]
-        wrapper.cache_prefix = prefix  # type: ignore[attr-defined]
-        return cast(F, wrapper)
+            wrapper: Any = wrap_async(core)
+        else:
+            wrapper = _wrap(core)
+        if in_class_body(func):
+            wrapper = _MemoMethod(wrapper, func)
+        return wrapper  # type: ignore[no-any-return]
 
     return decorator
+
+
+def _wrap(core: Core) -> Any:
+    """The wrapper of a plain function: the hit path inline, everything else in ``core``."""
+    func = core.func
+    store = core.store
+    simple = core.simple
+    counts = core.counts
+    known = core.known
+    cache_key = core.cache_key
+    add_counts = store._add_counts
+    get = store.get
+    peek = store._peek  # the store's one documented peek at its read cache
+    now = time.time
+    stale = core.stale
+    push_mask = PUSH_EVERY - 1
+
+    # The last hit of plain arguments whose result is small and immutable: (store key,
+    # the store's cache entry it was decoded from, the result). While the store's cache
+    # holds that very entry object (entries are immutable tuples, replaced whenever the key
+    # is written, and this one is kept alive here, so identity cannot be reused), the
+    # stored value is unchanged and its decoding can be reused. Only for entries without
+    # stale=, whose freshness is the store's own expiry.
+    hot: dict[Any, tuple[str, Any, Any]] = {}
+    hot_bytes = [0]  # see _HOT_BUDGET
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        store_key = None
+        if (
+            not kwargs
+            and simple
+            and (type(args[0]) in PLAIN_TYPES if len(args) == 1 else plain(args))
+        ):
+            last = hot.get(args)
+            if last is not None:
+                entry = peek(last[0])
+                if entry is last[1] and (not entry[2] or entry[2] > now()):
+                    seen = counts[0] = counts[0] + 1
+                    if not seen & push_mask:
+                        add_counts(hits=seen - counts[2])
+                        counts[2] = seen
+                    return last[2]
+            store_key = known.get(args)
+        if store_key is None:
+            store_key = cache_key(*args, **kwargs)
+        # Store.get's cache hit, inlined (the hit path is most of a memoized call's cost):
+        # valid while the generation word is the one the cache was filled at, outside a
+        # transaction; an entry is (value type, payload, expiry) with payload msgpack here.
+        entry = peek(store_key)
+        if (
+            type(entry) is tuple  # not a miss, nor the cached-absent marker
+            and entry[0] == _MSGPACK
+            and (not entry[2] or entry[2] > now())
+        ):
+            cached = _unpackb(entry[1])
+        else:
+            cached = get(store_key, _MISSING)
+        if type(cached) is list:  # is_fresh, inlined on the hit path
+            size = len(cached)
+            if size == 1 or (size == 2 and type(cached[1]) is float and now() < cached[1]):
+                seen = counts[0] = counts[0] + 1
+                if not seen & push_mask:
+                    add_counts(hits=seen - counts[2])
+                    counts[2] = seen
+                result = cached[0]
+                if (
+                    size == 1
+                    and type(result) in _IMMUTABLE_RESULTS
+                    and peek(store_key) is entry
+                    and type(entry) is tuple
+                    and len(entry[1]) <= _HOT_BYTES
+                    and (not kwargs and simple and plain(args))
+                ):
+                    hot_bytes[0] += 2 * len(entry[1]) + 200
+                    if hot_bytes[0] > _HOT_BUDGET:
+                        hot.clear()
+                        hot_bytes[0] = 0
+                    hot[args] = (store_key, entry, result)
+                return result
+            if stale is not None and is_entry(cached):
+                return core.refresh_or_serve_stale(store_key, cached, args, kwargs)
+        return core.slow_call(store_key, args, kwargs)
+
+    return core.attach(wrapper)

@@ -3,7 +3,7 @@
 ``store.py`` imports :mod:`mmkv.keyspace`, :mod:`mmkv.changes`, :mod:`mmkv.memoize` and the
 rest; they must not import ``store.py`` back (the layering check in ``tests/test_layers.py``
 forbids cycles), so they name the store by this protocol. :mod:`mmkv.memoize` uses only the
-public surface, plus the one documented peek :meth:`_peek`.
+public surface, plus the one documented peek :meth:`_peek` and the counters' :meth:`_add_counts`.
 """
 
 from __future__ import annotations
@@ -57,5 +57,6 @@ class StoreLike(Protocol):
     def _items(self, prefix: str | bytes | None = None) -> Iterator[tuple[Any, Any]]: ...
     def _check_open(self) -> None: ...
 
-    # the documented peek (memoize's hit path)
+    # the documented peek (memoize's hit path) and the store-wide counters it feeds
     def _peek(self, key: object) -> Any: ...
+    def _add_counts(self, hits: int = 0, misses: int = 0) -> None: ...

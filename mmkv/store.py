@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from collections.abc import MutableMapping as _MutableMapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import changes as _changes
 from . import compaction, keyspace, reads, verification
@@ -48,6 +49,10 @@ from .txn import own_record as _own_record
 from .txn import stage
 from .view import View, read
 from .writer import Writer, check_options
+from .writing import CLOSED, Writing
+
+if TYPE_CHECKING:
+    from .memoize import Memoized
 
 _DURABILITY = ("async", "sync")
 _time = time.time
@@ -56,7 +61,8 @@ _crc32 = zlib.crc32
 DEFAULT_CACHE_BYTES = 32 << 20
 _NOTHING: Any = object()  # "absent", as a default that is never a stored value
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Every open store, so a forked child can renew their locks.
 _open_stores: weakref.WeakValueDictionary[int, Store] = weakref.WeakValueDictionary()
@@ -69,20 +75,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class _Closed:
-    """Stands in for the session after close(): any use raises ClosedError."""
-
-    @property
-    def view(self) -> View:
-        raise ClosedError("the store is closed")
-
-    def __getattr__(self, name: str) -> Any:
-        raise ClosedError("the store is closed")
-
-
-_CLOSED: Any = _Closed()
 
 
 class Store(_MutableMapping[str | bytes, Any]):
@@ -113,7 +105,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         auto_compact: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
-        self._s: Session = _CLOSED  # until fully open, so __del__/close are safe
+        self._s: Session = CLOSED  # until fully open, so __del__/close are safe
         self._closed = True
         check_options(durability, lock_timeout, max_bytes, cache_bytes)
         self.path = os.fsdecode(os.fspath(path))
@@ -426,9 +418,9 @@ class Store(_MutableMapping[str | bytes, Any]):
         with self._writing():
             yield
 
-    def _writing(self) -> _Writing:
+    def _writing(self) -> Writing:
         """Enter (or join) this thread's write transaction; the outermost exit commits."""
-        return _Writing(self)
+        return Writing(self)
 
     def _maybe_compact(self, view: View) -> None:
         """Automatic compaction after a commit, with the backoff of AutoCompact."""
@@ -462,14 +454,14 @@ class Store(_MutableMapping[str | bytes, Any]):
 
     def stats(self) -> dict[str, Any]:
         """Store-wide counts and sizes at the top level; this process's under ``"process"``."""
-        from .memoize import memo_stats
+        from .memoize import memo_stats, push_counts
         from .stats import stats
 
+        push_counts(self)
         if not self.readonly:
             self._w.flush_counts()
         view = self._s.current()
-        pending = self._w.counts
-        return stats(view, self._cache, memo_stats(self), pending)
+        return stats(view, self._cache, memo_stats(self), self._w.counts)
 
     def verify(self) -> None:
         """Check the header, the index and every record of the current state, without
@@ -516,9 +508,11 @@ class Store(_MutableMapping[str | bytes, Any]):
         stale: float | None = None,
         version: object = None,
         ignore: Iterable[str] = (),
-    ) -> Any:
-        """Cache a function's results in this store, shared by every process (see
-        ``docs/howto/share-a-cache.rst``)."""
+    ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
+        """Cache a function's results in this store, shared by every process: ``ttl`` and
+        ``stale`` bound their age, ``key`` derives the key of unencodable arguments, ``version``
+        (an encodable value, or ``"code"``) is part of every key, ``ignore`` names parameters
+        left out of it (see ``docs/howto/share-a-cache.rst``)."""
         from .memoize import memoize
 
         self._check_open()
@@ -557,6 +551,9 @@ class Store(_MutableMapping[str | bytes, Any]):
         w = self._w
         if not self.readonly:
             try:
+                memoized = sys.modules.get("mmkv.memoize")
+                if memoized is not None:  # memoize's counts not yet handed over
+                    memoized.push_counts(self)
                 w.flush_counts()
             except (OSError, Error):
                 pass  # counters are advisory; closing must not fail for them
@@ -564,7 +561,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             if self._closed:
                 return
             self._closed = True
-            session, self._s = self._s, _CLOSED
+            session, self._s = self._s, CLOSED
             session.close()
             _open_stores.pop(id(self), None)
 
@@ -596,41 +593,6 @@ class Store(_MutableMapping[str | bytes, Any]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self.readonly else "open")
         return f"<mmkv.Store {self.path!r} {state}>"
-
-
-class _Writing:
-    """``with store._writing() as txn``: this thread's share of the write transaction.
-
-    A block that raises after writing dooms the whole transaction (nested blocks have no
-    savepoints); one that raised before writing anything leaves it as it was.
-    """
-
-    __slots__ = ("start", "store", "txn")
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.txn: Any = None
-        self.start = 0
-
-    def __enter__(self) -> Any:
-        store = self.store
-        if store._closed:
-            raise ClosedError("the store is closed")
-        if store.readonly:
-            raise ReadOnlyError(f"{store.path!r} was opened read-only")
-        self.txn = txn = store._w.enter(store.lock_timeout)
-        self.start = txn.writes
-        return txn
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        store = self.store
-        txn = self.txn
-        failed = exc_type is not None
-        if failed and txn.writes != self.start:
-            txn.doomed = True
-        view = store._w.leave(txn, failed)
-        if view is not None and store.auto_compact:
-            store._maybe_compact(view)
 
 
 def _reopen(path: str, options: dict[str, Any]) -> Store:

@@ -111,6 +111,34 @@ def call(
         }
 
 
+def make_async_compute(db: mmkv.Store, log_path: str, *, work: float = 0.0) -> Any:
+    """The memoized coroutine function every process of an async test shares; it logs each
+    computation, which takes ``work`` seconds (sleeping without blocking its loop)."""
+    import asyncio
+
+    @db.memoize()
+    async def compute(x: Any) -> dict[str, Any]:
+        record(log_path, f"{os.getpid()} {x}")
+        if work:
+            await asyncio.sleep(work)
+        return {"x": x, "pid": os.getpid()}
+
+    return compute
+
+
+def async_call(path: str, log_path: str, arg: Any, *, work: float = 0.0) -> dict[str, Any]:
+    """Open the store, await the shared memoized coroutine once, report what happened."""
+    import asyncio
+
+    async def main() -> dict[str, Any]:
+        with mmkv.open(path, lock_timeout=30.0) as db:
+            compute = make_async_compute(db, log_path, work=work)
+            result = await compute(arg)
+            return {"pid": os.getpid(), "result": result, "info": tuple(compute.cache_info())}
+
+    return asyncio.run(main())
+
+
 def make_stale_compute(
     db: mmkv.Store,
     log_path: str,

@@ -667,11 +667,12 @@ def test_a_waiter_computes_itself_after_lock_timeout(store_path: Path) -> None:
         assert sorted(calls.args) == sorted(["first", threading.current_thread().name])
 
 
-def test_a_coroutine_function_is_refused(store: mmkv.Store) -> None:
-    """Caching a coroutine object makes no sense: ``TypeError`` at decoration."""
+def test_an_async_generator_function_is_refused(store: mmkv.Store) -> None:
+    """Caching a stream makes no sense: ``TypeError`` at decoration. (Coroutine functions
+    are cached: tests/cache/test_memoize_async.py.)"""
 
-    async def fetch() -> int:
-        return 1
+    async def stream() -> Any:
+        yield 1
 
-    with pytest.raises(TypeError):
-        store.memoize()(fetch)
+    with pytest.raises(TypeError, match="async generators"):
+        store.memoize()(stream)
