@@ -57,8 +57,8 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"show-inheritance": True}
-# The Django cache backend is documented even where Django is not installed.
-autodoc_mock_imports = [] if importlib.util.find_spec("django") else ["django"]
+# The Django and cachelib backends are documented even where those are not installed.
+autodoc_mock_imports = [m for m in ("django", "cachelib") if not importlib.util.find_spec(m)]
 
 # The tutorial and the how-to guides are run by tests/test_docs.py through Python's
 # doctest module; Sphinx only renders them.

@@ -218,3 +218,25 @@ def django_add(path: str, barrier: Any) -> tuple[bool, int]:
     added = backend.add("lock", os.getpid())
     backend.store.close()
     return added, os.getpid()
+
+
+def cachelib_inc(path: str, times: int, barrier: Any) -> None:
+    """Increment the cachelib cache's "counter" ``times`` times."""
+    from mmkv.contrib.cachelib import MmkvCache
+
+    cache = MmkvCache(path)
+    barrier.wait(SIGNAL_TIMEOUT)
+    for _ in range(times):
+        cache.inc("counter")
+    cache.close()
+
+
+def cachelib_add(path: str, barrier: Any) -> tuple[bool, int]:
+    """Try to ``add`` the cachelib cache key "lock" with this process's pid."""
+    from mmkv.contrib.cachelib import MmkvCache
+
+    cache = MmkvCache(path)
+    barrier.wait(SIGNAL_TIMEOUT)
+    added = cache.add("lock", os.getpid())
+    cache.close()
+    return bool(added), os.getpid()
