@@ -257,6 +257,139 @@ static PyObject *map_probe(Map *self, PyObject *const *args, Py_ssize_t nargs) {
     return Py_BuildValue("(KKii)", (unsigned long long)slot, (unsigned long long)off, 0, 0);
 }
 
+#define META_FIELDS 17
+#define META_SIZE 192
+#define META_CRC_SPAN 184
+#define W_PUBLISHED 2
+#define PWRITE_BYTES 2048
+static const uint64_t META_OFFSETS[2] = {64, 256};
+
+/* Map.put_alone(meta, slot, gen, base, mask, shift, kt, kb, vt, vb, exp): the fused single put
+ * of mmkv.writer.Writer.put_one, for the case it commits itself, made here in one call: the
+ * probe, the record written into the mapping at meta.log_end, its slot (a release store), the
+ * new meta written into the meta slot that does not hold ``meta`` (slot ``slot`` does), and
+ * the published word (a release store): the same stores, in the same order, with the same
+ * bytes as the Python path. Returns the new meta's 17 fields, or None when the Python path
+ * must do the put (the index must grow, eviction, a value of PWRITE_BYTES or more, a record
+ * past the mapping, anything the probe hands back). The caller holds the writer lock, has
+ * caught up and claimed ``gen``, and uses this only when no effects recorder is installed. */
+static PyObject *map_put_alone(Map *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError,
+                        "put_alone(meta, slot, gen, base, mask, shift, kt, kb, vt, vb, exp)");
+        return NULL;
+    }
+    if (check_alive(self)) return NULL;
+    if (!self->writable) Py_RETURN_NONE;
+    PyObject *meta_obj = args[0];
+    if (!PyTuple_Check(meta_obj) || PyTuple_GET_SIZE(meta_obj) != META_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "meta must be a tuple of 17 ints");
+        return NULL;
+    }
+    uint64_t m[META_FIELDS];
+    for (int i = 0; i < META_FIELDS; i++)
+        if (arg_u64(PyTuple_GET_ITEM(meta_obj, i), &m[i])) return NULL;
+    uint64_t view_slot, gen, kt, vt;
+    if (arg_u64(args[1], &view_slot) || arg_u64(args[2], &gen)) return NULL;
+    uint64_t base, mask;
+    unsigned shift;
+    if (geometry(self, args + 3, &base, &mask, &shift) || arg_u64(args[6], &kt) ||
+        arg_u64(args[8], &vt))
+        return NULL;
+    if (!PyBytes_CheckExact(args[7]) || !PyBytes_CheckExact(args[9])) Py_RETURN_NONE;
+    double exp = PyFloat_AsDouble(args[10]);
+    if (exp == -1.0 && PyErr_Occurred()) return NULL;
+    if (view_slot > 1 || kt > 255 || vt > 255) Py_RETURN_NONE;
+    const unsigned char *kb = (const unsigned char *)PyBytes_AS_STRING(args[7]);
+    const unsigned char *vb = (const unsigned char *)PyBytes_AS_STRING(args[9]);
+    uint64_t klen = (uint64_t)PyBytes_GET_SIZE(args[7]), vlen = (uint64_t)PyBytes_GET_SIZE(args[9]);
+    if (klen > 0xFFFF || vlen > 0xFFFFFFFFu) Py_RETURN_NONE;
+    /* The meta fields, as mmkv.format.Meta names them. */
+    uint64_t start = m[1], capacity = m[3], used = m[4], keys = m[5], ttls = m[6];
+    uint64_t live = m[7], dead = m[8], max_bytes = m[9], cursor = m[12], expired = m[13];
+    uint64_t chain = m[15];
+    if (capacity != mask + 1 || start < HEADER_SIZE || (start & 7)) Py_RETURN_NONE;
+    uint32_t h = crc32_zlib((uint32_t)kt, kb, (size_t)klen);
+    uint64_t slot, prev;
+    if (!probe(self, base, mask, shift, start, (unsigned)kt, kb, klen, h, &slot, &prev))
+        Py_RETURN_NONE;
+    uint64_t csize = 0;
+    int cttl = 0;
+    int found = prev != 0;
+    if (found) {
+        if (prev >= start) Py_RETURN_NONE;
+        const unsigned char *c = self->buf + prev;
+        if (c[F_KIND] == K_PUT) {
+            csize = align8(RECORD_SIZE + klen + rd32(c + F_VLEN));
+            cttl = rdf64(c + F_EXP) != 0.0;
+        }
+    }
+    uint64_t size = align8(RECORD_SIZE + klen + vlen);
+    if (size >= PWRITE_BYTES || size > self->size || start > self->size - size) Py_RETURN_NONE;
+    live = live + size - csize;
+    if (csize && prev < cursor) expired -= csize; /* as in txn.effects() */
+    if (max_bytes && live - expired > max_bytes) Py_RETURN_NONE;
+    if (!found && 2 * (used + 1) > capacity) Py_RETURN_NONE;
+    /* The empty slot for a new key: the probe stopped at it. */
+    if (!found) used += 1;
+    /* The record, into the mapping past log_end (as mmkv.format.encode_record lays it). */
+    unsigned char *r = self->buf + start;
+    memset(r, 0, RECORD_SIZE);
+    r[F_KIND] = K_PUT;
+    r[F_KTYPE] = (unsigned char)kt;
+    r[F_VTYPE] = (unsigned char)vt;
+    memcpy(r + F_GEN, &gen, 8);
+    memcpy(r + F_PREV, &prev, 8);
+    uint32_t h32 = h, v32 = (uint32_t)vlen;
+    uint16_t k16 = (uint16_t)klen;
+    memcpy(r + F_HASH, &h32, 4);
+    memcpy(r + F_KLEN, &k16, 2);
+    memcpy(r + F_VLEN, &v32, 4);
+    memcpy(r + F_EXP, &exp, 8);
+    memcpy(r + RECORD_SIZE, kb, (size_t)klen);
+    memcpy(r + RECORD_SIZE + klen, vb, (size_t)vlen);
+    memset(r + RECORD_SIZE + klen + vlen, 0, (size_t)(size - RECORD_SIZE - klen - vlen));
+    uint32_t crc = crc32_zlib(0, r + 4, (size_t)(size - 4));
+    memcpy(r + F_CRC, &crc, 4);
+    /* The slot: re-pointed, or the empty slot the probe ended at. */
+    uint64_t word = ((uint64_t)((h & TAG_LOW) | TAG_BIT) << SLOT_OFFSET_BITS) | (start >> 3);
+    store_release(self->buf + (base + slot) * 8, word);
+    /* The new meta (mmkv.format.Meta.encode), into the slot not holding the published one. */
+    uint64_t out[META_FIELDS];
+    memcpy(out, m, sizeof out);
+    unsigned char pair[12];
+    memcpy(pair, &crc, 4);
+    memcpy(pair + 4, &size, 8);
+    out[0] = gen;
+    out[1] = start + size;
+    out[4] = used;
+    out[5] = keys + 1 - (found && csize ? 1 : 0);
+    out[6] = ttls + (exp != 0.0) - (csize ? (uint64_t)cttl : 0);
+    out[7] = live;
+    out[8] = dead + csize;
+    out[13] = expired;
+    out[14] = start;
+    out[15] = crc32_zlib((uint32_t)chain, pair, 12);
+    unsigned char encoded[META_SIZE];
+    memset(encoded, 0, META_SIZE);
+    memcpy(encoded, out, sizeof out);
+    uint32_t mcrc = crc32_zlib(0, encoded, META_CRC_SPAN);
+    memcpy(encoded + META_CRC_SPAN, &mcrc, 4);
+    memcpy(self->buf + META_OFFSETS[1 - view_slot], encoded, META_SIZE);
+    store_release(self->buf + W_PUBLISHED * 8, gen); /* the commit point */
+    PyObject *t = PyTuple_New(META_FIELDS);
+    if (!t) return NULL;
+    for (int i = 0; i < META_FIELDS; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(out[i]);
+        if (!v) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
 static int word_index(Map *self, PyObject *o, uint64_t *index) {
     if (check_alive(self) || arg_u64(o, index)) return -1;
     if (*index >= self->size / 8) {
@@ -337,6 +470,8 @@ static PyMethodDef map_methods[] = {
      "read(base, mask, shift, log_end, kt, kb, now) -> (vt, value, exp, off) | False | None"},
     {"probe", (PyCFunction)(void (*)(void))map_probe, METH_FASTCALL,
      "probe(base, mask, shift, log_end, kt, kb, h) -> (slot, off, size, ttl) | None"},
+    {"put_alone", (PyCFunction)(void (*)(void))map_put_alone, METH_FASTCALL,
+     "put_alone(meta, slot, gen, base, mask, shift, kt, kb, vt, vb, exp): a fused put"},
     {"load", (PyCFunction)map_load, METH_O, "load(index): an acquire load of one word"},
     {"store", (PyCFunction)(void (*)(void))map_store, METH_FASTCALL,
      "store(index, value): a release store of one word"},

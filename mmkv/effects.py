@@ -75,6 +75,11 @@ class Effects:
     def unlink(self, path: str) -> None:
         os.unlink(path)
 
+    def link(self, src: str, dst: str) -> None:
+        """Give the file at ``src`` the name ``dst`` too; FileExistsError if ``dst`` exists
+        (a rename that never replaces anything: recover uses it, then unlinks ``src``)."""
+        os.link(src, dst)
+
     def fsync_dir(self, path: str) -> None:
         """fsync the directory holding ``path``, so that a rename or a create survives."""
         fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)

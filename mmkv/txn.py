@@ -4,7 +4,7 @@ A transaction works against one committed state, its base view (the writer holds
 has repaired whatever a dead writer left, so every slot of the base view's table names a
 committed record). Writes are buffered and appended to the log past the base ``log_end`` in
 batches (:func:`append_batch`): one probe, pack and copy loop per batch instead of per call.
-Nothing a reader can reach refers to those records until :func:`mmkv.writer.publish` re-points
+Nothing a reader can reach refers to those records until :func:`mmkv.commit.publish` re-points
 the slots and stores the published word.
 
 The accounting (:func:`effects`) says what the state after the commit holds; eviction

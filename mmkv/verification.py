@@ -75,9 +75,13 @@ def _verify(view: View) -> None:
     claimed_before = words[W_CLAIMED]
     if claimed_before < meta.gen:
         raise CorruptionError("the claimed word is behind the published generation", offset=24)
+    # The durable meta is advisory (a torn one only makes the scan after a power loss start
+    # at the first block); a valid one must describe an earlier state of this log.
     durable = Meta.decode(mm[DURABLE_OFFSET : DURABLE_OFFSET + META_SIZE])
-    if durable is None or durable.gen > meta.gen or durable.log_end > meta.log_end:
-        raise CorruptionError("the durable meta slot is damaged", offset=DURABLE_OFFSET)
+    if durable is not None and (durable.gen > meta.gen or durable.log_end > meta.log_end):
+        raise CorruptionError(
+            "the durable meta names a state past the published one", offset=DURABLE_OFFSET
+        )
 
     newest: dict[tuple[int, bytes], tuple[int, int, int]] = {}  # key -> (offset, kind, size)
     tables = set()

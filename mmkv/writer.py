@@ -23,21 +23,21 @@ import contextlib
 import logging
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import effects as _effects
 from . import recovery
+from .commit import commit_point, publish
 from .errors import Error, LockTimeout
 from .format import (
     DURABLE_OFFSET,
     GEN_MASK,
     HEADER_SIZE,
-    META_OFFSETS,
+    META_SIZE,
     PUT,
     RECORD_SIZE,
     RETIRED,
-    TRAILER_SIZE,
     W_BOOT,
     W_CLAIMED,
     W_CLEAN,
@@ -45,31 +45,18 @@ from .format import (
     W_MISSES,
     W_PUBLISHED,
     Meta,
-    chain_step,
-    encode_table_header,
-    encode_trailer,
     slot_word,
-    table_bytes,
 )
-from .index import capacity_for, empty_slot, find_word, fits, rehash
-from .log import H_HASH, H_KIND
+from .index import empty_slot, fits
 from .txn import (
     _PADS,
-    P_CSIZE,
-    P_HASH,
-    P_KIND,
-    P_OFF,
-    P_PREV,
-    P_SLOT,
     Txn,
     _chain_step,
     _encode,
     _pack_body,
     append,
     append_batch,
-    effects,
     evict,
-    header_at,
     probe,
     stage,
 )
@@ -82,7 +69,6 @@ log = logging.getLogger("mmkv")
 _crc32 = zlib.crc32
 #: Tests set this to send every single put through the general path (see put_one).
 FORCE_GENERAL = False
-_DURABLE_W = DURABLE_OFFSET // 8  # the durable meta's gen field, as a word index
 _CATCH_UP_ROUNDS = 100
 
 
@@ -261,14 +247,21 @@ class Writer:
             self.tlock.release()
 
     def _record_durable(self, view: View) -> None:
-        """Store in the durable meta slot the newest state this process flushed, if newer."""
+        """Store in the durable meta slot the newest state this process flushed, if that is
+        newer than what the slot holds, or the slot does not decode (a process died in the
+        middle of writing it: the slot is advisory, so that only costs a longer scan after a
+        power loss, until it is written again)."""
         flushed = self._flushed
         if flushed is None:
             return
-        ident, meta = flushed
-        if ident != view.file.serial or meta.gen <= view.words[_DURABLE_W]:
+        serial, meta = flushed
+        if serial != view.file.serial:
             return
-        _effects.current.write(view.file.fd, view.file.mapping.mm, DURABLE_OFFSET, meta.encode())
+        mm = view.file.mapping.mm
+        held = Meta.decode(mm[DURABLE_OFFSET : DURABLE_OFFSET + META_SIZE])
+        if held is not None and held.gen >= meta.gen:
+            return
+        _effects.current.write(view.file.fd, mm, DURABLE_OFFSET, meta.encode())
 
     def commit(self) -> View | None:
         """Publish the open transaction and release the lock; the new view, if it wrote."""
@@ -290,7 +283,7 @@ class Writer:
             return None
         if txn.max_bytes:
             evict(txn, self.purged_at)
-        return publish(self, txn)
+        return publish(self.session, self.sync, txn)
 
     def put_one(
         self, timeout: float | None, kt: int, kb: bytes, vt: int, vb: bytes, exp: float
@@ -346,8 +339,27 @@ class Writer:
                     chain,
                     history_start,
                 ) = view.meta
+                base, mask, shift = view.geom
+                core = view.core
+                if (
+                    core is not None
+                    and type(eff) is _effects.Effects  # no recorder: see Map.put_alone
+                    and not FORCE_GENERAL
+                    and not self.sync
+                ):
+                    # The compiled core makes this put's stores itself, in the same order and
+                    # with the same bytes as the code below (tests/core/ holds them to it).
+                    fields = core.put_alone(
+                        view.meta, view.slot, gen, base, mask, shift, kt, kb, vt, vb, exp
+                    )
+                    if fields is not None:
+                        meta = Meta._make(fields)
+                        new = View(
+                            file, file.map_through(meta.log_end), meta, 1 - view.slot, view.geom
+                        )
+                        session.install(new, ((kt, kb),), view.gen)
+                        return new
                 h = _crc32(kb, kt)
-                base, _mask, shift = view.geom
                 if words[base + (((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift)]:
                     slot, prev, csize, cttl = probe(view, kt, kb, h)
                 else:  # the home slot is empty: a new key
@@ -401,7 +413,7 @@ class Writer:
                         _chain_step(chain, crc, size),
                         history_start,
                     )
-                    new = commit_point(self, view, ((base + slot, word),), meta, ((kt, kb),))
+                    new = commit_point(session, view, ((base + slot, word),), meta, ((kt, kb),))
             finally:
                 self.txn = None
                 lock.release()
@@ -474,144 +486,6 @@ class Writer:
             self.forked = True
             self.txn = None
             self.depth = 0
-
-
-def publish(writer: Writer, txn: Txn) -> View:
-    """The commit point, for every commit: index, [trailer], slots, meta, published word."""
-    view = txn.view
-    meta = view.meta
-    keys, ttls, live, dead, new_slots, expired = effects(txn)
-    pending = txn.pending
-    index_offset, capacity, used = meta.index_offset, meta.index_capacity, meta.index_used
-    stores: list[tuple[int, int]] = []
-    if fits(used + new_slots, capacity):
-        base, mask, shift = view.geom
-        words = view.words
-        taken: set[int] = set()
-        for p in pending.values():
-            h = p[P_HASH]
-            word = slot_word(h, p[P_OFF])
-            slot = p[P_SLOT]
-            if slot >= 0:
-                stores.append((base + slot, word))
-            elif p[P_KIND] == PUT:
-                i = ((h * 0x9E3779B1) & 0xFFFFFFFF) >> shift
-                while words[base + i] or i in taken:
-                    i = (i + 1) & mask
-                taken.add(i)
-                stores.append((base + i, word))
-                used += 1
-    else:
-        index_offset, capacity, used = _rebuild_table(txn, keys)
-    if writer.sync:
-        # The trailer is dead space from the start, and part of the state it describes.
-        dead += TRAILER_SIZE
-        partial = _meta_for(txn, index_offset, capacity, used, keys, ttls, live, dead, expired)
-        trailer = encode_trailer(partial._replace(log_end=txn.pos + TRAILER_SIZE), txn.chain)
-        append(view, txn.pos, trailer)
-        txn.chain = chain_step(txn.chain, int.from_bytes(trailer[:4], "little"), TRAILER_SIZE)
-        txn.pos += TRAILER_SIZE
-    new = _meta_for(txn, index_offset, capacity, used, keys, ttls, live, dead, expired)
-    return commit_point(writer, view, stores, new, pending.keys())
-
-
-def commit_point(
-    writer: Writer,
-    view: View,
-    stores: Iterable[tuple[int, int]],
-    meta: Meta,
-    written: Iterable[tuple[int, bytes]],
-) -> View:
-    """How every commit ends, written once: the slot stores, the meta into the slot that does
-    not hold the published one, the published word (**the commit point**), and the new view.
-
-    ``stores`` are ``(word index, word)``; ``written`` the keys of the commit, for the cache.
-    """
-    file = view.file
-    eff = _effects.current
-    fd = file.fd
-    mapping = file.mapping
-    words = mapping.words
-    eff.store_many(fd, words, stores)
-    slot = 1 - view.slot
-    eff.write(fd, mapping.mm, META_OFFSETS[slot], meta.encode())
-    eff.store(fd, words, W_PUBLISHED, meta.gen)  # the commit point
-    same_table = (meta.index_offset, meta.index_capacity) == (
-        view.meta.index_offset,
-        view.meta.index_capacity,
-    )
-    new = View(file, file.map_through(meta.log_end), meta, slot, view.geom if same_table else None)
-    writer.session.install(new, written, view.gen)
-    return new
-
-
-def _meta_for(
-    txn: Txn,
-    index_offset: int,
-    capacity: int,
-    used: int,
-    keys: int,
-    ttls: int,
-    live: int,
-    dead: int,
-    expired: int,
-) -> Meta:
-    meta = txn.view.meta
-    return Meta(
-        txn.gen,
-        txn.pos,
-        index_offset,
-        capacity,
-        used,
-        keys,
-        ttls,
-        live,
-        dead,
-        txn.max_bytes,
-        meta.evictions + txn.evictions,
-        meta.base_gen,
-        txn.cursor,
-        expired,
-        meta.log_end,
-        txn.chain,
-        meta.history_start,
-    )
-
-
-def _rebuild_table(txn: Txn, keys: int) -> tuple[int, int, int]:
-    """Append a new index table holding the committed keys that stay and the transaction's.
-
-    Sized for twice the keys the store holds after the commit (at most a quarter full): keys
-    whose newest record is a tombstone are dropped on the way, so under churn (deletes,
-    evictions) the new table may be no larger than the old one, rather than doubling.
-    """
-    view = txn.view
-
-    def keep(record_offset: int) -> int | None:
-        hdr = header_at(txn, record_offset)
-        return hdr[H_HASH] if hdr[H_KIND] == PUT else None
-
-    capacity = capacity_for(max(keys, 1))
-    slots = rehash(view.words, view.geom, capacity, keep)
-    new_geom = (0, capacity - 1, 33 - capacity.bit_length())  # the array counts from slot 0
-    used = capacity - slots.count(0)
-    for p in txn.pending.values():
-        h = p[P_HASH]
-        word = slot_word(h, p[P_OFF])
-        # The rehash copied the key's old slot word (if its committed record was live)
-        # unchanged, so it is found by that word alone, without reading records.
-        i = find_word(slots, new_geom, h, slot_word(h, p[P_PREV])) if p[P_CSIZE] else -1
-        if i >= 0:
-            slots[i] = word
-        elif p[P_KIND] == PUT:
-            slots[empty_slot(slots, new_geom, h)] = word
-            used += 1
-    offset = txn.pos
-    header = encode_table_header(capacity, txn.gen)
-    append(view, offset, header + slots.tobytes())
-    txn.chain = chain_step(txn.chain, int.from_bytes(header[:4], "little"), table_bytes(capacity))
-    txn.pos = offset + table_bytes(capacity)
-    return offset, capacity, used
 
 
 def should_compact(meta: Meta) -> bool:

@@ -20,14 +20,19 @@ pytestmark = pytest.mark.crash
 
 
 def _die_before_publishing(path: str, writes: dict[str, bytes], transaction: bool) -> None:
+    import mmkv.effects
     import mmkv.format as fmt
 
+    class DieAtTheMeta(mmkv.effects.Effects):
+        """The process dies as the meta is written: after the records and the slots."""
+
+        def write(self, fd: int, mm: object, offset: int, data: bytes) -> None:
+            if offset in fmt.META_OFFSETS:
+                os._exit(0)
+            super().write(fd, mm, offset, data)  # type: ignore[arg-type]
+
+    mmkv.effects.current = DieAtTheMeta()
     db = mmkv.open(path)
-
-    def die(self: object) -> bytes:
-        os._exit(0)
-
-    fmt.Meta.encode = die  # type: ignore[method-assign]  # the meta is written after the slots
     if transaction:
         with db.transaction():
             for key, value in writes.items():
@@ -40,10 +45,16 @@ def _die_before_publishing(path: str, writes: dict[str, bytes], transaction: boo
 
 
 def _die_after_rename(path: str) -> None:
-    import mmkv.store as store
+    import mmkv.effects
+
+    class DieAtTheDirectoryFsync(mmkv.effects.Effects):
+        """The process dies right after compaction's rename, before the directory fsync."""
+
+        def fsync_dir(self, path: str) -> None:
+            os._exit(0)
 
     db = mmkv.open(path)
-    store._fsync_dir = lambda p: os._exit(0)  # runs right after the rename
+    mmkv.effects.current = DieAtTheDirectoryFsync()
     db.compact()
 
 

@@ -25,6 +25,7 @@ FLOORS: list[set[str]] = [
     {"view", "cache", "builder"},
     {"session"},
     {"txn", "recovery", "verification", "salvage"},
+    {"commit"},
     {"writer", "compaction", "backup"},
     {"protocols", "keyspace", "changes", "stats", "memoize", "memocore", "memoguard", "memoasync"},
     {"reads", "writing"},
