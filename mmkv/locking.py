@@ -1,4 +1,4 @@
-"""The writer lock: the one importer of ``filelock``.
+"""The writer lock: the one importer of ``filelock``, and only on the slow path.
 
 Every writer of a store takes an exclusive lock on ``REALPATH.lock`` before it touches the file
 and holds it until its commit is published; ``REALPATH`` is the store's path with every symlink
@@ -27,12 +27,13 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from typing import Literal
-
-import filelock
+from typing import TYPE_CHECKING, Literal
 
 from . import effects
 from .errors import LockTimeout
+
+if TYPE_CHECKING:
+    import filelock
 
 _EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _UN = fcntl.LOCK_UN
@@ -85,6 +86,10 @@ class WriterLock:
 
     def _acquire_slow(self, timeout: float | Literal["own"] | None = "own") -> None:
         """Wait through filelock, at most ``timeout`` seconds (``"own"``: the lock's own)."""
+        # Imported here, not at the top: only a contended writer needs it, and importing it
+        # costs a command-line call (``mmkv get``) tens of milliseconds.
+        import filelock
+
         if timeout == "own":
             timeout = self.timeout
         if self._filelock is None:
