@@ -16,7 +16,9 @@ class CorruptionError(Error):
     Raised by :func:`mmkv.open` when the header or the newest committed state cannot be
     trusted, by a read whose record fails its checksum, and by :meth:`mmkv.Store.verify`.
     ``offset`` is where in the file the check failed (``None`` when it is not about one
-    place) and ``key`` the key concerned, where it could be read.
+    place) and ``key`` the key concerned, where it could be read. ``reason`` is the message
+    alone, without the offset, the key or the hint about ``mmkv verify`` that ``str()`` adds
+    when ``path`` is given (the command line words its own hint).
     """
 
     def __init__(
@@ -27,6 +29,7 @@ class CorruptionError(Error):
         key: object = None,
         path: str | None = None,
     ) -> None:
+        self.reason = message
         self.offset = offset
         self.key = key
         self.path = path
