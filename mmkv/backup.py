@@ -2,25 +2,37 @@
 
 The copy is made from one view: below its ``log_end`` the log never changes, and each key is
 resolved at the view's state the way any reader resolves it, so writers in every process go on
-meanwhile and the copy is exactly that state. It is written under a temporary name beside the
-destination, fsynced, renamed into place and the directory fsynced, then opened and verified.
+meanwhile and the copy is exactly that state, at that state's generation. It is written under a
+temporary name beside the destination, fsynced and verified there, and only then renamed into
+place, and the directory fsynced: a crash, a full disk or a failed check leaves the destination
+as it was (and no temporary file).
 
-* ``compact=True``: only the present keys' records, byte for byte, and a fresh index (the copy
-  is a compacted store; its history starts at the copied generation).
+* ``compact=True``: only the present keys' records, byte for byte and in log order (so eviction
+  order survives), and a fresh index: the copy is a compacted store whose history starts at the
+  copied generation. Expired keys are left out; the others keep their absolute expiry.
 * ``compact=False``: the whole log below ``log_end``, byte for byte (history kept, so
   ``changed_since`` works on the copy as on the original), and a fresh index after it.
+
+Either way the copy keeps ``max_bytes`` and the eviction count; the store-wide hit and miss
+counters start again at zero. An existing destination file is replaced (atomically, like
+``cp`` over a file, except that nothing is ever written into the old file); the source itself,
+a directory or anything but a regular file is refused.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import threading
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from . import builder
 from . import effects as _effects
+from .errors import CorruptionError
 from .format import (
     DURABLE_OFFSET,
     HEADER_SIZE,
@@ -29,6 +41,7 @@ from .format import (
     W_BOOT,
     W_CLAIMED,
     W_PUBLISHED,
+    Meta,
     chain_step,
     encode_preamble,
     encode_table_header,
@@ -42,21 +55,30 @@ from .view import View, snapshot
 if TYPE_CHECKING:
     from .session import Session
 
+#: ``progress(done, total)``: bytes copied so far, of ``total``.
+Progress = Callable[[int, int], None]
+
 _COPY_CHUNK = 8 << 20
+_REPORT_EVERY = 1 << 20
 
 
-def backup(session: Session, dest: str, *, compact: bool = True) -> None:
-    """Copy ``session``'s current state to ``dest`` (see the module docstring)."""
+def backup(
+    session: Session, dest: str, *, compact: bool = True, progress: Progress | None = None
+) -> Meta:
+    """Copy ``session``'s current state to ``dest`` (see the module docstring); the copy's
+    meta. ``progress``, if given, is called as the bytes are written."""
+    real = check_destination(dest, session.real)
     view = session.current()
-    real = os.path.realpath(dest)
-    if real == session.real:
-        raise ValueError("a backup cannot replace the store it copies")
-    tmp = f"{real}.backup-{os.getpid()}"
+    # Unique per call, so that two threads (or processes) backing up to one place never
+    # write into each other's temporary file; the last rename wins, each copy whole.
+    tmp = f"{real}.backup-{os.getpid()}-{threading.get_ident()}"
+    report = progress or _no_progress
     try:
         if compact:
-            _compacted(view, tmp)
+            _compacted(view, tmp, report)
         else:
-            _whole(view, tmp)
+            _whole(view, tmp, report)
+        meta = _verify_copy(tmp, dest)
         eff = _effects.current
         eff.rename(tmp, real)
         eff.fsync_dir(real)
@@ -66,29 +88,88 @@ def backup(session: Session, dest: str, *, compact: bool = True) -> None:
         except OSError:
             pass
         raise
-    _verify_copy(real)
+    return meta
 
 
-def _verify_copy(path: str) -> None:
+def check_destination(dest: str, source_real: str) -> str:
+    """The real path a backup to ``dest`` writes; an error naming ``dest`` if it cannot.
+
+    ValueError for the source itself (by name or by identity), IsADirectoryError for a
+    directory, OSError (EINVAL) for anything else that is not a regular file, and
+    FileNotFoundError when the directory that would hold it does not exist.
+    """
+    real = os.path.realpath(dest)
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        folder = os.path.dirname(real) or "."
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                errno.ENOENT, f"the directory {os.path.dirname(dest) or '.'} does not exist", dest
+            ) from None
+        st = None
+    if real == source_real or (st is not None and _same_file(st, source_real)):
+        raise ValueError(f"{dest!r} is the store being copied; a backup needs another path")
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory; give the backup a file name", dest)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "is not a regular file; a backup only replaces files", dest)
+    return real
+
+
+def _same_file(st: os.stat_result, path: str) -> bool:
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (other.st_dev, other.st_ino)
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
+def _verify_copy(tmp: str, dest: str) -> Meta:
+    """Open the written copy as a reader would and check all of it, before it is renamed into
+    place; its meta."""
     from .mmfile import MappedFile, open_regular
     from .verification import verify
     from .view import load
 
-    fd, st = open_regular(path, writable=False)
-    file = MappedFile(path, fd, st, writable=False)
+    fd, st = open_regular(tmp, writable=False)
+    file = MappedFile(tmp, fd, st, writable=False)
     view, _ = load(file)
-    verify(view)
+    try:
+        verify(view)
+    except CorruptionError as exc:
+        raise CorruptionError(
+            f"the copy written for {dest!r} fails verification ({exc.reason}); "
+            "the source or the disk is damaged",
+            offset=exc.offset,
+        ) from None
+    return view.meta
 
 
-def _compacted(view: View, tmp: str) -> None:
+def _compacted(view: View, tmp: str, progress: Progress) -> None:
     now = time.time()
     live = sorted((off, hdr) for _, _, off, hdr in snapshot(view, now))
     mm = view.mm
+    spans = [
+        (off, off + ((RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7), hdr) for off, hdr in live
+    ]
+    total = sum(end - off for off, end, _ in spans)
 
     def records() -> Iterator[tuple[bytes, int, bool]]:
-        for off, hdr in live:
-            end = off + ((RECORD_SIZE + hdr[H_KLEN] + hdr[H_VLEN] + 7) & ~7)
+        # Byte for byte, checksum included; every record lies below the view's log_end, where
+        # the file never changes (snapshot walked each key back to its record in the state).
+        done = reported = 0
+        for off, end, hdr in spans:
             yield bytes(mm[off:end]), hdr[H_HASH], hdr[H_EXP] != 0
+            done += end - off
+            if done - reported >= _REPORT_EVERY:
+                progress(done, total)
+                reported = done
+        progress(total, total)
 
     meta = view.meta
     builder.build(
@@ -101,17 +182,19 @@ def _compacted(view: View, tmp: str) -> None:
     )
 
 
-def _whole(view: View, tmp: str) -> None:
+def _whole(view: View, tmp: str, progress: Progress) -> None:
     """The log below log_end verbatim, then a new table naming each present key's record."""
     meta = view.meta
     eff = _effects.current
-    present = snapshot(view, 0.0)  # expired keys too: expiry is the copy's business as well
+    present = snapshot(view, 0.0)  # expired keys too: their records are in the copied log
+    total = meta.log_end
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         eff.pwrite(fd, bytes(HEADER_SIZE), 0)
         for start in range(HEADER_SIZE, meta.log_end, _COPY_CHUNK):
             end = min(start + _COPY_CHUNK, meta.log_end)
             eff.pwrite(fd, bytes(view.mm[start:end]), start)
+            progress(end, total)
         capacity = capacity_for(len(present))
         geom = (0, capacity - 1, 33 - capacity.bit_length())
         slots = array("Q", bytes(8 * capacity))
