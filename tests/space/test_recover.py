@@ -227,3 +227,175 @@ def test_recover_accepts_path_like_and_str_paths(tmp_path: Path) -> None:
     assert report["recovered"] == len(history) - len(deleted)
     report = mmkv.recover(source, tmp_path / "b.mmkv")
     assert report["recovered"] == len(history) - len(deleted)
+
+
+# --- every byte accounted for --------------------------------------------------------------
+
+
+def build_once(path: Path, count: int = 200) -> dict[Key, Any]:
+    """A store whose ``count`` keys were each written once (one record per key, log order)."""
+    values: dict[Key, Any] = {f"key-{i:03d}": "v" * (40 + i % 50) for i in range(count)}
+    with mmkv.open(path, auto_compact=False) as db:
+        for key, value in values.items():
+            db[key] = value
+    return values
+
+
+def log_records(path: Path) -> tuple[list[Any], int]:
+    """The key records of the log, in order, and the log's end."""
+    with ClosedFile(path) as f:
+        return list(f.records()), f.meta().log_end
+
+
+def assert_accounted(report: dict[str, Any]) -> None:
+    """Every byte of the log the file holds is in exactly one of the report's byte counts,
+    and what it holds plus what is missing is what the header promised."""
+    parts = ("record_bytes", "index_bytes", "lost_bytes", "unreachable_bytes", "unused_bytes")
+    assert report["log_bytes_found"] == sum(report[name] for name in parts), report
+    assert report["log_bytes_found"] + report["truncated_bytes"] == report["log_bytes_expected"]
+
+
+def recovered_items(path: Path) -> dict[Key, Any]:
+    with mmkv.open(path, readonly=True) as db:
+        db.verify()
+        return dict(db.items())
+
+
+def test_recover_of_an_intact_store_reports_nothing_lost(tmp_path: Path) -> None:
+    """A sound store: complete, no damaged or unreachable records, the whole log found."""
+    source, target = tmp_path / "src.mmkv", tmp_path / "new.mmkv"
+    build_once(source)
+    records, log_end = log_records(source)
+    report = mmkv.recover(source, target)
+    assert report["complete"] is True and report["header_damaged"] is False
+    assert report["expected_from"] == "meta"
+    assert report["log_bytes_expected"] == report["log_bytes_found"] == log_end - 4096
+    assert report["records_intact"] == len(records) == report["keys_expected"] == 200
+    assert report["records_damaged"] == report["records_unreachable"] == 0
+    assert report["lost_bytes"] == report["truncated_bytes"] == report["unused_bytes"] == 0
+    assert report["record_bytes"] == sum(r.end - r.offset for r in records)
+    assert_accounted(report)
+
+
+def test_recover_of_a_truncated_store_reports_the_missing_log(tmp_path: Path) -> None:
+    """Cut inside the 121st record: the 120 records before it come back, the cut record is one
+    damaged stretch of the bytes left of it, and the rest of the log is reported missing."""
+    source, target = tmp_path / "src.mmkv", tmp_path / "new.mmkv"
+    values = build_once(source)
+    records, log_end = log_records(source)
+    cut = records[120].offset + 20
+    with source.open("r+b") as f:
+        f.truncate(cut)
+    report = mmkv.recover(source, target)
+    assert report["truncated_bytes"] == log_end - cut
+    assert report["log_bytes_found"] == cut - 4096
+    assert report["keys_expected"] == 200
+    assert report["recovered"] == report["records_intact"] == 120
+    assert report["records_damaged"] == report["lost"] == 1
+    assert report["lost_bytes"] == 20
+    assert report["complete"] is False and report["header_damaged"] is False
+    assert_accounted(report)
+    assert recovered_items(target) == {r.key: values[r.key] for r in records[:120]}
+
+
+def test_recover_of_a_zeroed_stretch_counts_one_damaged_stretch(tmp_path: Path) -> None:
+    """Ten whole records zeroed: they are one lost stretch of exactly their bytes, the keys
+    after it are found again (the index vouches for them), and only the ten are missing."""
+    source, target = tmp_path / "src.mmkv", tmp_path / "new.mmkv"
+    values = build_once(source)
+    records, _ = log_records(source)
+    start, end = records[50].offset, records[60].offset
+    with ClosedFile(source, writable=True) as f:
+        f.mm[start:end] = bytes(end - start)
+    report = mmkv.recover(source, target)
+    assert report["lost"] == report["records_damaged"] == 1
+    assert report["lost_bytes"] == end - start
+    assert report["records_unreachable"] == 0 and report["truncated_bytes"] == 0
+    assert report["recovered"] == report["records_intact"] == 190
+    assert report["damaged_keys"] == []  # nothing is left of those keys to name them by
+    assert report["complete"] is False
+    assert_accounted(report)
+    lost = {r.key for r in records[50:60]}
+    assert recovered_items(target) == {k: v for k, v in values.items() if k not in lost}
+
+
+def test_recover_of_flipped_values_names_exactly_the_damaged_keys(tmp_path: Path) -> None:
+    """A byte flipped in three separate records' values: three damaged records, three lost
+    stretches of exactly their sizes, those three keys named, every other key recovered."""
+    source, target = tmp_path / "src.mmkv", tmp_path / "new.mmkv"
+    values = build_once(source)
+    records, _ = log_records(source)
+    victims = [records[i] for i in (10, 99, 180)]
+    with ClosedFile(source, writable=True) as f:
+        for record in victims:
+            f.flip(record.value_offset + record.value_length // 2)
+    report = mmkv.recover(source, target)
+    assert report["records_damaged"] == report["lost"] == 3
+    assert report["lost_bytes"] == sum(r.end - r.offset for r in victims)
+    assert set(report["damaged_keys"]) == {r.key for r in victims}
+    assert report["recovered"] == report["records_intact"] == 197
+    assert report["records_unreachable"] == 0
+    assert_accounted(report)
+    names = {r.key for r in victims}
+    assert recovered_items(target) == {k: v for k, v in values.items() if k not in names}
+
+
+def test_recover_past_an_unreadable_header_resynchronises(tmp_path: Path) -> None:
+    """A record whose kind byte is spoilt cannot be measured: the scan resynchronises past it,
+    counting exactly its bytes as lost, and every later record is vouched for by the index."""
+    source, target = tmp_path / "src.mmkv", tmp_path / "new.mmkv"
+    values = build_once(source)
+    records, _ = log_records(source)
+    victim = records[70]
+    with ClosedFile(source, writable=True) as f:
+        f.mm[victim.offset + 4] = 0x7F  # not a block kind
+    report = mmkv.recover(source, target)
+    assert report["records_damaged"] == report["lost"] == 1
+    assert report["lost_bytes"] == victim.end - victim.offset
+    assert report["damaged_keys"] == []
+    assert report["recovered"] == 199 and report["records_unreachable"] == 0
+    assert_accounted(report)
+    assert recovered_items(target) == {k: v for k, v in values.items() if k != victim.key}
+
+
+def test_recover_of_a_zeroed_header_keeps_every_record_and_says_the_header_is_gone(
+    tmp_path: Path,
+) -> None:
+    """With the header page zeroed no meta is readable: the log is measured by the file's
+    size, every record comes back, the zeros after the log are unused (not lost), and the
+    report is not complete since the newest state cannot be confirmed."""
+    source, target = tmp_path / "src.mmkv", tmp_path / "new.mmkv"
+    values = build_once(source)
+    _, log_end = log_records(source)
+    size = source.stat().st_size
+    with ClosedFile(source, writable=True) as f:
+        f.mm[:4096] = bytes(4096)
+    report = mmkv.recover(source, target)
+    assert report["header_damaged"] is True and report["complete"] is False
+    assert report["expected_from"] == "file size" and report["keys_expected"] is None
+    assert report["log_bytes_expected"] == report["log_bytes_found"] == size - 4096
+    assert report["lost_bytes"] == report["records_damaged"] == report["lost"] == 0
+    assert report["unused_bytes"] == size - log_end
+    assert report["recovered"] == 200
+    assert_accounted(report)
+    assert recovered_items(target) == values
+
+
+def test_recover_refuses_a_file_that_is_not_a_store(tmp_path: Path) -> None:
+    """A text file has no records and the wrong magic: CorruptionError saying it is not an
+    mmkv store, and no new file."""
+    text = tmp_path / "notes.txt"
+    text.write_text("not a store\n" * 1000)
+    with pytest.raises(mmkv.CorruptionError, match="not an mmkv store"):
+        mmkv.recover(text, tmp_path / "new.mmkv")
+    assert not (tmp_path / "new.mmkv").exists()
+
+
+def test_recover_into_a_missing_directory_names_the_destination(tmp_path: Path) -> None:
+    """FileNotFoundError naming the destination given, before anything is read or written."""
+    source = tmp_path / "src.mmkv"
+    build_once(source, 3)
+    destination = tmp_path / "nowhere" / "new.mmkv"
+    with pytest.raises(FileNotFoundError) as raised:
+        mmkv.recover(source, destination)
+    assert raised.value.filename == str(destination)
