@@ -6,7 +6,8 @@ promised. :class:`Namespace` is a mapping over the keys that start with a prefix
 returned without it.
 
 ``incr``, ``add`` and ``touch`` are each one commit: the read and the write happen inside one
-transaction, so they are exact under any number of writing processes.
+transaction, so they are exact under any number of writing processes. ``add`` of a key that
+is present returns False without taking the writer lock.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .protocols import StoreLike as Store
 
 _INT_MIN = -(2**63)
+_ABSENT: Any = object()
 _INT_MAX = 2**64 - 1
 
 
@@ -132,6 +134,10 @@ def add(store: Store, key: str | bytes, value: Any, ttl: float | None) -> bool:
     kt, kb = encode_key(key)
     vt, vb = encode_value(value)
     exp = 0.0 if ttl is None else expiry(ttl)
+    # A key present now was present at some point of the call: False without the lock, as
+    # setdefault does (inside this thread's transaction the read sees its own writes).
+    if not store.readonly and store.get(key, _ABSENT) is not _ABSENT:
+        return False
     with store._writing() as txn:
         if store._visible(kt, kb) is not None:
             return False

@@ -384,7 +384,8 @@ class Store(_MutableMapping[str | bytes, Any]):
         return keyspace.incr(self, key, -delta, default, ttl)
 
     def add(self, key: str | bytes, value: Any, *, ttl: float | None = None) -> bool:
-        """Store ``value`` only if ``key`` is absent, in one commit; True if it stored."""
+        """Store ``value`` only if ``key`` is absent, in one commit; True if it stored. A
+        present key takes no lock."""
         return keyspace.add(self, key, value, ttl)
 
     def touch(self, key: str | bytes, ttl: float | None) -> bool:
