@@ -240,3 +240,21 @@ def cachelib_add(path: str, barrier: Any) -> tuple[bool, int]:
     added = cache.add("lock", os.getpid())
     cache.close()
     return bool(added), os.getpid()
+
+
+def pooled_memoized_square(db: mmkv.Store, log_path: str, x: int) -> dict[str, Any]:
+    """In a pool worker: the Store arrived pickled; call a memoized function through it and
+    say what the worker's Store is."""
+
+    @db.memoize()
+    def square(n: int) -> int:
+        record(log_path, f"{os.getpid()} {n}")
+        return n * n
+
+    return {
+        "pid": os.getpid(),
+        "path": db.path,
+        "options": dict(db._options),
+        "result": square(x),
+        "key": square.cache_key(x),
+    }

@@ -451,3 +451,43 @@ def checking_reader(
                 assert dict(db.items()) == data, "a full scan differs during compaction"
                 assert len(db) == len(data)
     return reads
+
+
+# --- atomic operations (issue 15) -----------------------------------------------------------
+
+
+def atomic_incrementer(path: str, key: Any, times: int, delta: int, go: Any) -> int:
+    """``incr`` one counter ``times`` times by ``delta`` (``decr`` when delta < 0); returns the
+    last value this child saw."""
+    seen = 0
+    with mmkv.open(path, lock_timeout=60.0) as db:
+        wait_for(go, "go")
+        for _ in range(times):
+            seen = db.incr(key, delta) if delta >= 0 else db.decr(key, -delta)
+    return seen
+
+
+def atomic_adder(path: str, key: str, go: Any) -> tuple[bool, int]:
+    """Race to ``add`` ``key`` with this child's pid; (stored, pid)."""
+    with mmkv.open(path, lock_timeout=60.0) as db:
+        wait_for(go, "go")
+        return db.add(key, os.getpid(), ttl=60), os.getpid()
+
+
+def lock_holder(path: str, held: Any, release: Any) -> int:
+    """Hold the writer lock (an open transaction) until ``release`` is set."""
+    with mmkv.open(path, lock_timeout=60.0) as db, db.transaction():
+        db["held-by"] = os.getpid()
+        held.set()
+        wait_for(release, "release")
+    return os.getpid()
+
+
+def feed_writer(path: str, go: Any, batches: Sequence[dict[str, Any]]) -> int:
+    """Commit each batch (an update) in turn, a little apart; returns the last generation."""
+    with mmkv.open(path, lock_timeout=60.0) as db:
+        wait_for(go, "go")
+        for batch in batches:
+            time.sleep(0.05)
+            db.update(batch)
+        return db.generation
