@@ -7,12 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from copies import transfers
 
 import mmkv
+from mmkv.tagged import from_tagged
 
 from .runner import Cli, same
 
@@ -71,11 +74,20 @@ def source(tmp_path: Path) -> Path:
     return path
 
 
-def test_dump_writes_one_json_object_per_key(cli: Cli, source: Path) -> None:
-    """`dump` prints one line per key, each a JSON object with exactly "key" and "value"."""
-    lines = cli.ok(cli.run("dump", source)).split(b"\n")
-    assert lines[-1] == b""
-    objects = [json.loads(line) for line in lines[:-1]]
+def _lines(dump: bytes) -> list[Any]:
+    assert dump.endswith(b"\n")
+    return [json.loads(line) for line in dump.split(b"\n")[:-1]]
+
+
+def test_dump_writes_a_versioned_header_then_one_json_object_per_key(
+    cli: Cli, source: Path
+) -> None:
+    """The first line names the format version, the generation, max_bytes and the number of
+    keys; then each key has one line with exactly "key" and "value" (no expiry here)."""
+    header, *objects = _lines(cli.ok(cli.run("dump", source)))
+    with mmkv.open(source, readonly=True) as db:
+        generation = db.generation
+    assert header == {"mmkv-dump": 1, "generation": generation, "max_bytes": None, "keys": 21}
     assert len(objects) == len(TRICKY)
     assert all(set(obj) == {"key", "value"} for obj in objects)
     assert {"key": "int", "value": 1} in objects
@@ -136,6 +148,9 @@ MALFORMED = {
     "NaN literal": b'{"key": "x", "value": NaN}',
     "not utf-8": b'{"key": "\xff", "value": 1}',
     "int out of range": b'{"key": "x", "value": 18446744073709551616}',
+    "expiry not a number": b'{"key": "x", "value": 1, "expires_at": "soon"}',
+    "expiry not positive": b'{"key": "x", "value": 1, "expires_at": -1}',
+    "a second header": b'{"mmkv-dump": 1, "generation": 1, "max_bytes": null}',
 }
 
 
@@ -172,8 +187,138 @@ def test_dump_stops_quietly_when_its_reader_goes_away(cli: Cli, tmp_path: Path) 
         env=cli.env,
     )
     assert child.stdout is not None and child.stderr is not None
-    assert child.stdout.readline().startswith(b'{"key":')
+    assert child.stdout.readline().startswith(b'{"mmkv-dump":1,')
     child.stdout.close()
     stderr = child.stderr.read()
     assert child.wait(timeout=60) == 141
     assert stderr == b""
+
+
+def test_a_round_trip_keeps_each_keys_expiry(cli: Cli, tmp_path: Path) -> None:
+    """A key put with a ttl dumps with its absolute expiry and loads with it: the copy's ttl
+    matches the source's, and once it runs out both stores lack the key."""
+    source, copy = tmp_path / "src.mmkv", tmp_path / "copy.mmkv"
+    with mmkv.open(source) as db:
+        db.put("session", "tok", ttl=0.8)
+        db.put(b"bytes session", b"tok", ttl=3600)
+        db["permanent"] = 1
+    dump = cli.ok(cli.run("dump", source))
+    by_key = {json.dumps(line["key"]): line for line in _lines(dump)[1:]}
+    assert set(by_key['"session"']) == {"key", "value", "expires_at"}
+    assert "expires_at" not in by_key['"permanent"']
+    assert cli.ok(cli.run("load", copy, stdin=dump)) == b"loaded 3 keys\n"
+    with mmkv.open(source, readonly=True) as src, mmkv.open(copy, readonly=True) as dst:
+        for key in ("session", b"bytes session"):
+            assert abs(src.ttl(key) - dst.ttl(key)) < 0.05
+        assert dst.ttl("permanent") is None
+        time.sleep(1.0)
+        assert "session" not in src and "session" not in dst
+        assert dict(src.items()) == dict(dst.items()) == {b"bytes session": b"tok", "permanent": 1}
+    # The expiry is carried exactly: dumping the copy gives the same key lines.
+    assert _lines(cli.ok(cli.run("dump", copy)))[1:] == [
+        line for line in _lines(dump)[1:] if line["key"] != "session"
+    ]
+
+
+def test_load_skips_and_counts_keys_that_have_already_expired(cli: Cli, tmp_path: Path) -> None:
+    """A line whose expires_at has passed is not written; the summary counts it apart."""
+    past, future = time.time() - 10, time.time() + 3600
+    lines = (
+        f'{{"key":"old","value":1,"expires_at":{past}}}\n'
+        f'{{"key":"fresh","value":2,"expires_at":{future}}}\n'
+    ).encode()
+    out = cli.ok(cli.run("load", tmp_path / "s.mmkv", stdin=lines))
+    assert out == b"loaded 1 key, skipped 1 expired key\n"
+    with mmkv.open(tmp_path / "s.mmkv", readonly=True) as db:
+        assert dict(db.items()) == {"fresh": 2}
+        ttl = db.ttl("fresh")
+        assert ttl is not None and 3590 < ttl <= 3600
+
+
+def test_load_counts_keys_not_lines(cli: Cli, tmp_path: Path) -> None:
+    """Two lines for one key load one key (the last line wins), and say "1 key"."""
+    lines = b'{"key":"k","value":1}\n{"key":"k","value":2}\n'
+    assert cli.ok(cli.run("load", tmp_path / "s.mmkv", stdin=lines)) == b"loaded 1 key\n"
+    with mmkv.open(tmp_path / "s.mmkv", readonly=True) as db:
+        assert dict(db.items()) == {"k": 2}
+
+
+def test_load_restores_max_bytes_unless_told_otherwise(cli: Cli, tmp_path: Path) -> None:
+    """The dump's max_bytes becomes the loaded store's bound; --max-bytes N sets another,
+    --max-bytes keep leaves the store's own, --max-bytes none removes it."""
+    source = tmp_path / "src.mmkv"
+    with mmkv.open(source, max_bytes=50_000) as db:
+        db["k"] = "v"
+    dump = cli.ok(cli.run("dump", source))
+    assert _lines(dump)[0]["max_bytes"] == 50_000
+
+    def bound(path: Path) -> int:
+        with mmkv.open(path, readonly=True) as db:
+            return int(db.stats()["max_bytes"])
+
+    out = cli.ok(cli.run("load", tmp_path / "a.mmkv", stdin=dump))
+    assert out == b"loaded 1 key; max_bytes 50000\n"
+    assert bound(tmp_path / "a.mmkv") == 50_000
+    cli.ok(cli.run("load", tmp_path / "b.mmkv", "--max-bytes", "70000", stdin=dump))
+    assert bound(tmp_path / "b.mmkv") == 70_000
+    with mmkv.open(tmp_path / "c.mmkv", max_bytes=90_000):
+        pass
+    assert cli.ok(cli.run("load", tmp_path / "c.mmkv", "--max-bytes", "keep", stdin=dump)) == (
+        b"loaded 1 key\n"
+    )
+    assert bound(tmp_path / "c.mmkv") == 90_000
+    out = cli.ok(cli.run("load", tmp_path / "c.mmkv", "--max-bytes", "none", stdin=dump))
+    assert out == b"loaded 1 key; max_bytes removed (no bound)\n"
+    assert bound(tmp_path / "c.mmkv") == 0
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "at a line end"])
+def test_load_of_a_truncated_dump_changes_nothing(
+    cli: Cli, source: Path, tmp_path: Path, cut: str
+) -> None:
+    """A dump cut short, inside a line or exactly after one, exits 4 with one line and leaves
+    the target store exactly as it was."""
+    dump = cli.ok(cli.run("dump", source))
+    lines = dump.split(b"\n")
+    half = len(lines) // 2
+    truncated = b"\n".join(lines[:half]) + b"\n"
+    if cut == "mid-line":
+        truncated += lines[half][: len(lines[half]) // 2]
+    target = tmp_path / "target.mmkv"
+    with mmkv.open(target) as db:
+        db["before"] = "kept"
+    before = target.read_bytes()
+    stderr = cli.failed(cli.run("load", target, stdin=truncated), 4)
+    assert ("line" in stderr) if cut == "mid-line" else ("truncated" in stderr)
+    assert "nothing was loaded" in stderr or cut == "mid-line"
+    assert target.read_bytes() == before
+
+
+def test_load_refuses_a_dump_of_an_unknown_version(cli: Cli, tmp_path: Path) -> None:
+    """A header with another format version exits 4 naming the version; nothing is created."""
+    lines = b'{"mmkv-dump": 2, "generation": 5, "max_bytes": null}\n{"key":"a","value":1}\n'
+    assert "version 2" in cli.failed(cli.run("load", "new.mmkv", stdin=lines), 4)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.multiprocess
+def test_dump_writes_one_generation_while_a_writer_commits(cli: Cli, tmp_path: Path) -> None:
+    """Dumps taken while another process commits transfers each keep the accounts' sum and
+    equal the state the writer's log gives for the generation in their header."""
+    store, log, stop = tmp_path / "bank.mmkv", tmp_path / "moves.log", tmp_path / "stop"
+    initial = transfers.seed_store(store, padding=400, padding_bytes=512)
+    writer = transfers.start(store, log, stop)
+    dumps = []
+    try:
+        for _ in range(3):
+            dumps.append(cli.ok(cli.run("dump", store)))
+    finally:
+        transfers.stop_writer(writer, stop)
+    for dump in dumps:
+        header, *entries = _lines(dump)
+        state = {from_tagged(e["key"]): from_tagged(e["value"]) for e in entries}
+        assert len(entries) == header["keys"] == len(state)
+        assert sum(state[transfers.account(i)] for i in range(transfers.ACCOUNTS)) == (
+            transfers.TOTAL
+        )
+        assert state == transfers.state_at(initial, log, header["generation"])

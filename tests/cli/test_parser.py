@@ -10,7 +10,20 @@ import mmkv
 
 from .runner import Cli
 
-VERBS = ["put", "get", "del", "keys", "stats", "compact", "verify", "dump", "load", "recover"]
+VERBS = [
+    "put",
+    "get",
+    "del",
+    "keys",
+    "stats",
+    "compact",
+    "verify",
+    "watch",
+    "dump",
+    "load",
+    "backup",
+    "recover",
+]
 # What the `mmkv` console script runs (pyproject: mmkv = "mmkv.cli:main").
 CONSOLE_SCRIPT = (
     "-c",

@@ -214,7 +214,7 @@ def test_read_and_write_verbs_print_nothing_extra_on_stderr(cli: Cli, tmp_path: 
     store = tmp_path / "s.mmkv"
     lines = b"".join(b'{"key":"k%d","value":%d}\n' % (i, i) for i in range(50))
     assert cli.ok(cli.run("load", store, stdin=lines)) == b"loaded 50 keys\n"
-    assert len(cli.ok(cli.run("dump", store)).splitlines()) == 50
+    assert len(cli.ok(cli.run("dump", store)).splitlines()) == 1 + 50  # the header, the keys
     cli.ok(cli.run("verify", store))
 
 
@@ -237,11 +237,15 @@ class tqdm:
 
     def update(self, n=1):
         return None
+
+    def close(self):
+        return None
 '''
 
 
 def test_progress_bars_appear_only_when_stderr_is_a_terminal(cli: Cli, tmp_path: Path) -> None:
-    """With tqdm importable, dump and verify show bars on a terminal stderr and none off it."""
+    """With tqdm importable, dump, verify, backup and recover show bars on a terminal stderr
+    and none off it."""
     stub = tmp_path / "stub"
     (stub / "tqdm").mkdir(parents=True)
     (stub / "tqdm" / "__init__.py").write_text(STUB_TQDM)
@@ -252,9 +256,10 @@ def test_progress_bars_appear_only_when_stderr_is_a_terminal(cli: Cli, tmp_path:
     assert cli.run("dump", store).stderr == b""
     main_fd, terminal_fd = pty.openpty()
     try:
-        for verb in ("dump", "verify"):
+        for verb, *more in (["dump"], ["verify"], ["backup", "b.mmkv"], ["recover", "r.mmkv"]):
             child = subprocess.run(
-                [sys.executable, "-m", "mmkv", verb, os.fspath(store)],
+                [sys.executable, "-m", "mmkv", verb, os.fspath(store), *more],
+                cwd=tmp_path,
                 stdout=subprocess.PIPE,
                 stderr=terminal_fd,
                 env=cli.env,
@@ -271,3 +276,5 @@ def test_progress_bars_appear_only_when_stderr_is_a_terminal(cli: Cli, tmp_path:
             os.close(terminal_fd)
     assert b"stub-progress:dumping:2" in shown
     assert b"stub-progress:verifying:1" in shown
+    assert b"stub-progress:backing up:" in shown
+    assert b"stub-progress:recovering:" in shown
