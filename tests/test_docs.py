@@ -36,6 +36,7 @@ EXECUTABLE_PAGES = [
     "howto/choose-durability.rst",
     "howto/compact.rst",
     "howto/recover.rst",
+    "howto/backup-and-restore.rst",
     "howto/script-the-cli.rst",
 ]
 
