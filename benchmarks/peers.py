@@ -53,6 +53,10 @@ class Handle:
     put: Callable[[bytes, bytes], None]
     delete: Callable[[bytes], None]
 
+    #: Why the store has no atomic increment, add and setdefault (None: it has them; see
+    #: :meth:`atomic`).
+    not_atomic: ClassVar[str | None] = "no atomic operations are measured for this peer"
+
     #: Name used in parameter ids, the JSON and the report.
     name: ClassVar[str]
     #: Peers with the same storage share the on-disk templates built by the suite.
@@ -88,6 +92,17 @@ class Handle:
     def compact(self) -> None:
         """Reclaim the space of overwritten records."""
         raise Unsupported(f"{self.name}: {self.not_compactable}")
+
+    def atomic(
+        self,
+    ) -> tuple[
+        Callable[[bytes], int], Callable[[bytes, bytes], bool], Callable[[bytes, bytes], Any]
+    ]:
+        """``(incr, add, setdefault)``, each atomic even with other processes writing:
+        ``incr(key)`` adds 1 to the int at ``key`` (0 if absent) and returns it; ``add(key,
+        value)`` stores only if ``key`` is absent, True if it stored; ``setdefault(key,
+        value)`` returns the value at ``key``, storing ``value`` first if it is absent."""
+        raise Unsupported(f"{self.name}: {self.not_atomic}")
 
     def close(self) -> None:
         """Release the store."""
@@ -161,6 +176,14 @@ class MmkvHandle(Handle):
         self.get = db.get
         self.put = db.__setitem__
         self.delete = delete
+
+    not_atomic = None
+
+    def atomic(self) -> Any:
+        """``db.incr``, ``db.add``, ``db.setdefault``: each one commit (none for a present key
+        in ``add`` and ``setdefault``)."""
+        db = self.db
+        return db.incr, db.add, db.setdefault
 
     @contextlib.contextmanager
     def batch(self, *, write: bool = True) -> Iterator[None]:
@@ -240,6 +263,38 @@ class LmdbHandle(Handle):
                 yield
             finally:
                 self.get, self.put, self.delete = per_op
+
+    not_atomic = None
+
+    def atomic(self) -> Any:
+        """The nearest py-lmdb equivalents: ``incr`` a write transaction that reads, adds and
+        writes (values msgpack ints); ``add`` ``put(overwrite=False)``; ``setdefault`` a read
+        transaction's ``get``, then a write transaction with ``put(overwrite=False)`` only
+        when the key was absent."""
+        begin = self.env.begin
+
+        def incr(key: bytes) -> int:
+            with begin(write=True) as txn:
+                raw = txn.get(key)
+                number = (0 if raw is None else _unpackb(raw)) + 1
+                txn.put(key, _packb(number))
+            return int(number)
+
+        def add(key: bytes, value: bytes) -> bool:
+            with begin(write=True) as txn:
+                return bool(txn.put(key, _packb(value), overwrite=False))
+
+        def setdefault(key: bytes, value: bytes) -> Any:
+            with begin() as txn:
+                raw = txn.get(key)
+            if raw is not None:
+                return _unpackb(raw)
+            with begin(write=True) as txn:
+                if txn.put(key, _packb(value), overwrite=False):
+                    return value
+                return _unpackb(txn.get(key))
+
+        return incr, add, setdefault
 
     def compact(self) -> None:
         """A compacting copy (``env.copy(compact=True)``) swapped in for the original file."""
@@ -361,6 +416,28 @@ class DiskcacheHandle(Handle):
         self.get = get
         self.put = put
         self.delete = cache.delete
+
+    not_atomic = None
+
+    def atomic(self) -> Any:
+        """diskcache's own: ``cache.incr`` (ints stored as sqlite integers), ``cache.add``;
+        ``setdefault`` (diskcache has none) is ``cache.get``, then ``cache.add`` only when
+        the key was absent (``get`` + ``set`` that cannot overwrite)."""
+        cache = self.cache
+        cache_get, cache_add, cache_incr = cache.get, cache.add, cache.incr
+
+        def add(key: bytes, value: bytes) -> bool:
+            return bool(cache_add(key, _packb(value)))
+
+        def setdefault(key: bytes, value: bytes) -> Any:
+            raw = cache_get(key)
+            if raw is not None:
+                return _unpackb(raw)
+            if cache_add(key, _packb(value)):
+                return value
+            return _unpackb(cache_get(key))
+
+        return cache_incr, add, setdefault
 
     @contextlib.contextmanager
     def batch(self, *, write: bool = True) -> Iterator[None]:
@@ -522,6 +599,9 @@ PEERS: dict[str, type[Handle]] = {
 
 #: The peers of the store workloads (the fanout cache only takes part in the cache workload).
 STORE_PEERS = ["dict", "mmkv", "lmdb", "lmdb-1txn", "sqlite", "diskcache", "semidbm", "dbm"]
+
+#: The peers of the atomic-operation workloads (incr, add, setdefault).
+ATOMIC_PEERS = ["mmkv", "lmdb", "diskcache"]
 
 #: The peers of the cache workload: stores with a bound on their size.
 CACHE_PEERS = ["mmkv", "diskcache", "diskcache-fanout"]
