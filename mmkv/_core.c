@@ -149,8 +149,12 @@ static int probe(Map *self, uint64_t base, uint64_t mask, unsigned shift, uint64
                    r[F_KIND] != K_TABLE && r[F_KIND] != K_COMMIT &&
                    memcmp(r + RECORD_SIZE, kb, (size_t)klen) == 0;
         /* Past log_end the space may be reused once the slot is re-pointed: the answer stands
-         * only if the slot still holds the word it held when the record was read. */
-        if (o >= log_end && load_acquire(table + i * 8) != w) return 0;
+         * only if the slot still holds the word it held when the record was read. The fence
+         * keeps the record's loads before the second load of the slot (a seqlock's read). */
+        if (o >= log_end) {
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (load_acquire(table + i * 8) != w) return 0;
+        }
         if (same) {
             *slot = i;
             *off = o;
@@ -399,9 +403,13 @@ static int word_index(Map *self, PyObject *o, uint64_t *index) {
     return 0;
 }
 
+/* An acquire fence, then an acquire load: the load is ordered after every load the caller made
+ * before it (what a re-check of a word after reading the bytes it guards needs, on CPUs that
+ * reorder loads), and every load after it is ordered after it. On x86-64 both are free. */
 static PyObject *map_load(Map *self, PyObject *arg) {
     uint64_t i;
     if (word_index(self, arg, &i)) return NULL;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
     return PyLong_FromUnsignedLongLong(load_acquire(self->buf + i * 8));
 }
 

@@ -30,7 +30,7 @@ NAME = "python" if compiled is None else "compiled"
 #: total store order). The pure-Python engine relies on it: it publishes with plain stores.
 #: Elsewhere (aarch64, say) only the compiled core's release stores and acquire loads order a
 #: commit's steps; see docs/explanation/concurrency.rst.
-STRONG_ORDER = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+STRONG_ORDER = platform.machine().lower() in ("x86_64", "amd64")  # 64-bit: one mov per word
 
 if compiled is None and not STRONG_ORDER:
     warnings.warn(

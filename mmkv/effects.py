@@ -27,6 +27,7 @@ class Unlockable(Protocol):
 
 
 _MAX_IO = 0x7FFFF000
+_fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
 class Effects:
@@ -58,13 +59,29 @@ class Effects:
             done += n
 
     def fallocate(self, fd: int, offset: int, length: int) -> None:
-        os.posix_fallocate(fd, offset, length)
+        """Allocate real blocks for ``[offset, offset + length)`` (ENOSPC now, not SIGBUS
+        later). Where the OS has no posix_fallocate (macOS), zeros are written instead."""
+        fallocate = getattr(os, "posix_fallocate", None)  # looked up now: tests replace it
+        if fallocate is not None:
+            fallocate(fd, offset, length)
+            return
+        size = os.fstat(fd).st_size
+        end = offset + length
+        if end <= size:
+            return
+        zeros = bytes(1 << 20)
+        at = max(offset, size)
+        while at < end:
+            self.pwrite(fd, zeros[: min(len(zeros), end - at)], at)
+            at += len(zeros)
 
     def ftruncate(self, fd: int, length: int) -> None:
         os.ftruncate(fd, length)
 
     def fdatasync(self, fd: int) -> None:
-        os.fdatasync(fd)
+        """Flush the file's data (every page written by any process). Where the OS has no
+        fdatasync (macOS), fsync; neither makes macOS's drive cache durable (F_FULLFSYNC)."""
+        _fdatasync(fd)
 
     def fsync(self, fd: int) -> None:
         os.fsync(fd)

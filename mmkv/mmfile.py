@@ -35,12 +35,13 @@ _serials = itertools.count(1)
 
 
 def next_size(current: int, needed: int) -> int:
-    """Geometric growth by a quarter (at least 1 MiB), rounded to 64 KiB, at least ``needed``.
+    """Geometric growth by an eighth (at least 1 MiB), rounded to 64 KiB, at least ``needed``.
 
-    A quarter keeps the unused tail of a file small while still making growth, and the remap it
-    costs every process, rare: a store that grows from 1 MiB to 1 GiB remaps about 30 times.
+    An eighth keeps the unused tail of a file under an eighth of it while still making
+    growth, and the remap it costs every process, rare: a store that grows from 1 MiB to
+    1 GiB remaps about 60 times.
     """
-    target = max(current + max(current // 4, _MIN_GROWTH), needed)
+    target = max(current + max(current // 8, _MIN_GROWTH), needed)
     return (target + _GROW_STEP - 1) // _GROW_STEP * _GROW_STEP
 
 

@@ -81,6 +81,8 @@ if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger("mmkv")
+#: How far the generation jumps when a store is recovered after a reboot (see _publish).
+REBOOT_STEP = 1 << 32
 
 
 # ---------------------------------------------------------------------- a dead writer
@@ -127,14 +129,24 @@ def repair(session: Session, view: View) -> View:
     )
 
 
-def _publish(session: Session, view: View, meta: Meta, mapping: object) -> View:
-    """Publish ``meta`` (gen set here) as a commit that wrote no records."""
+def _publish(
+    session: Session, view: View, meta: Meta, mapping: object, *, reboot: bool = False
+) -> View:
+    """Publish ``meta`` (gen set here) as a commit that wrote no records.
+
+    After a reboot (``reboot``) the generation jumps by 2**32: processes that died with the
+    machine may have seen generations that never reached the disk, and the store's must never
+    go back for anyone who remembers one; the history before it is dropped (``base_gen``), as
+    it may name states that are gone."""
     words = view.words
     eff = _effects.current
     fd = view.file.fd
-    gen = max(words[W_CLAIMED], words[W_PUBLISHED] & GEN_MASK, meta.gen) + 1
+    gen = max(words[W_CLAIMED], words[W_PUBLISHED] & GEN_MASK, meta.gen)
+    gen += REBOOT_STEP if reboot else 1
     eff.store(fd, words, W_CLAIMED, gen)
     meta = meta._replace(gen=gen)
+    if reboot:
+        meta = meta._replace(base_gen=gen, history_start=meta.log_end)
     slot = 1 - view.slot
     eff.write(fd, view.file.mapping.mm, META_OFFSETS[slot], meta.encode())
     eff.store(fd, words, W_PUBLISHED, gen)
@@ -209,23 +221,18 @@ def after_power_loss(session: Session, view: View) -> View:
             "no consistent state survives (power loss, or damage)", path=session.path
         )
     published = view.words[W_PUBLISHED] & GEN_MASK
-    lost = published - best.gen if best.gen < published else 0
+    if best.gen < published:
+        log.warning(
+            "%s: after a power loss, the newest commits were not all on disk; the store is "
+            "back at the state of generation %d (of %d)",
+            session.path,
+            best.gen,
+            published,
+        )
     state = View(file, mapping, best, view.slot)
     fixed = _fix_index(state, durable)
-    if fixed is None and lost == 0 and best == view.meta:
-        _finish(file, view, view.meta)
-        return view
     meta = best._replace(commit_start=best.log_end) if fixed is None else fixed
-    if lost:
-        log.warning(
-            "%s: after a power loss, the newest %s generations were not on disk; "
-            "the store is back at generation %d",
-            session.path,
-            lost,
-            best.gen,
-        )
-        meta = meta._replace(base_gen=published + 1, history_start=meta.log_end)
-    new = _publish(session, state, meta, mapping)
+    new = _publish(session, state, meta, mapping, reboot=True)
     _finish(file, new, new.meta)
     return new
 

@@ -432,12 +432,15 @@ class Store(_MutableMapping[str | bytes, Any]):
 
     def sync(self) -> None:
         """Flush everything written so far, by any process: when this returns, it survives
-        power loss."""
+        power loss (from a writable store; see docs/explanation/durability.rst).
+
+        An ``fdatasync`` of the file, then the flushed state is recorded as the durable state
+        and flushed in turn, so that recovery after a power loss finds it."""
         self._check_open()
         view = self._s.current()
         self._w.flush(view)
-        if not self.readonly:
-            self._w.record_flushed()
+        if not self.readonly and self._w.record_flushed():
+            view.file.flush()
 
     def compact(self) -> None:
         """Rewrite the live records into a new file and switch every process to it.

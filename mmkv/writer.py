@@ -246,22 +246,23 @@ class Writer:
         finally:
             self.tlock.release()
 
-    def _record_durable(self, view: View) -> None:
+    def _record_durable(self, view: View) -> bool:
         """Store in the durable meta slot the newest state this process flushed, if that is
         newer than what the slot holds, or the slot does not decode (a process died in the
         middle of writing it: the slot is advisory, so that only costs a longer scan after a
         power loss, until it is written again)."""
         flushed = self._flushed
         if flushed is None:
-            return
+            return False
         serial, meta = flushed
         if serial != view.file.serial:
-            return
+            return False
         mm = view.file.mapping.mm
         held = Meta.decode(mm[DURABLE_OFFSET : DURABLE_OFFSET + META_SIZE])
         if held is not None and held.gen >= meta.gen:
-            return
+            return False
         _effects.current.write(view.file.fd, mm, DURABLE_OFFSET, meta.encode())
+        return True
 
     def commit(self) -> View | None:
         """Publish the open transaction and release the lock; the new view, if it wrote."""
@@ -448,19 +449,18 @@ class Writer:
         if flushed is None or flushed[0] != view.file.serial or flushed[1].gen < view.gen:
             self._flushed = (view.file.serial, view.meta)
 
-    def record_flushed(self) -> None:
-        """After an explicit ``sync()``: write the durable meta now, under the lock."""
+    def record_flushed(self) -> bool:
+        """After an explicit ``sync()``: write the durable meta now, under the lock. Whether
+        it wrote (the caller then flushes again, so that the record itself is on disk)."""
         lock = self.session.writer_lock()
         self.take_thread(lock.timeout)  # see flush_counts: the file lock is not per thread
         try:
             view = self.session.view
             if lock.held:  # inside this thread's own transaction
-                self._record_durable(view)
-                return
+                return self._record_durable(view)
             lock.acquire()
             try:
-                view = self.session.current()
-                self._record_durable(view)
+                return self._record_durable(self.session.current())
             finally:
                 lock.release()
         finally:

@@ -241,14 +241,14 @@ def test_an_empty_build_is_a_valid_empty_store(tmp_path: Path) -> None:
 
 
 def test_a_build_that_needs_a_bigger_table_and_several_write_chunks(tmp_path: Path) -> None:
-    """615 keys need a 4096-slot table (a quarter full at most); over 1 MiB of records is
+    """615 keys need a 2048-slot table (half full at most); over 1 MiB of records is
     written in several chunks."""
     path = tmp_path / "big.mmkv"
     contents: dict[str | bytes, Any] = {f"key-{i}": i for i in range(600)}
     contents.update({f"blob-{i}".encode(): bytes([i]) * 100_000 for i in range(15)})
     records = [encode_live(live(k, v)) for k, v in contents.items()]
     meta = build(str(path), records, gen=3, base_gen=2)
-    assert meta.index_capacity == capacity_for(615) == 4096
+    assert meta.index_capacity == capacity_for(615) == 2048
     assert file_keys_in_order(path) == list(contents)
     with mmkv.open(path, readonly=True) as db:
         db.verify()

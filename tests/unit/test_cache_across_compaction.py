@@ -120,7 +120,7 @@ def test_an_index_rebuilt_since_the_compaction_still_forgets_exactly_the_keys_wr
         writer.compact()
         table = writer._s.current().meta.index_offset
         writer["k1"] = b"after"
-        writer.update({f"new{i}": b"n" for i in range(600)})  # past half of 1024 slots
+        writer.update({f"new{i}": b"n" for i in range(800)})  # past 3/4 of 1024 slots
         assert writer._s.current().meta.index_offset != table, "the index was not rebuilt"
         assert reader["k9"] == b"v9"
         assert "k8" in reader._cache.entries

@@ -77,53 +77,53 @@ def hash_with_home(capacity: int, slot: int, start: int = 0) -> int:
     [
         (0, 1024),
         (1, 1024),
-        (256, 1024),
-        (257, 2048),
-        (512, 2048),
-        (513, 4096),
-        (1024, 4096),
-        (1025, 8192),
-        (3000, 16384),
+        (512, 1024),
+        (513, 2048),
+        (1024, 2048),
+        (1025, 4096),
+        (2048, 4096),
+        (2049, 8192),
+        (3000, 8192),
     ],
 )
-def test_capacity_for_keeps_a_new_table_at_most_a_quarter_full(keys: int, expected: int) -> None:
-    """The capacity is the smallest power of two, at least 1024, that ``keys`` fill a quarter."""
+def test_capacity_for_keeps_a_new_table_at_most_half_full(keys: int, expected: int) -> None:
+    """The capacity is the smallest power of two, at least 1024, that ``keys`` fill half."""
     assert index.capacity_for(keys) == expected
 
 
 @settings(max_examples=100)
 @given(st.integers(min_value=0, max_value=2**29))
-def test_capacity_for_is_the_smallest_power_of_two_over_four_times_the_keys(keys: int) -> None:
-    """For any key count: a power of two >= 1024 and >= 4 * keys, and no smaller one is."""
+def test_capacity_for_is_the_smallest_power_of_two_over_twice_the_keys(keys: int) -> None:
+    """For any key count: a power of two >= 1024 and >= 2 * keys, and no smaller one is."""
     capacity = index.capacity_for(keys)
     assert capacity & (capacity - 1) == 0
     assert capacity >= MIN_INDEX_CAPACITY == 1024
-    assert 4 * keys <= capacity
+    assert 2 * keys <= capacity
     if capacity > MIN_INDEX_CAPACITY:
-        assert 4 * keys > capacity // 2
+        assert 2 * keys > capacity // 2
 
 
 def test_capacity_for_refuses_a_table_over_two_to_the_31_slots() -> None:
-    """2**29 keys fill 2**31 slots a quarter; one more key is a ValueError."""
-    assert index.capacity_for(2**29) == 2**31
+    """2**30 keys fill 2**31 slots half; one more key is a ValueError."""
+    assert index.capacity_for(2**30) == 2**31
     with pytest.raises(ValueError):
-        index.capacity_for(2**29 + 1)
+        index.capacity_for(2**30 + 1)
 
 
 @pytest.mark.parametrize(
     ("used", "capacity", "expected"),
     [
         (0, 1024, True),
-        (512, 1024, True),
-        (513, 1024, False),
-        (1024, 2048, True),
-        (1025, 2048, False),
+        (768, 1024, True),
+        (769, 1024, False),
+        (1536, 2048, True),
+        (1537, 2048, False),
     ],
 )
-def test_fits_allows_a_table_to_be_at_most_half_full(
+def test_fits_allows_a_table_to_be_at_most_three_quarters_full(
     used: int, capacity: int, expected: bool
 ) -> None:
-    """``fits(used, capacity)`` is ``2 * used <= capacity``."""
+    """``fits(used, capacity)`` is ``4 * used <= 3 * capacity``."""
     assert index.fits(used, capacity) is expected
 
 
@@ -259,8 +259,8 @@ def test_a_run_of_vacant_slots_is_passed_over_whole() -> None:
 
 
 def full_table() -> Table:
-    """A table with no empty slot, which only damage makes (a sound one is at most half full).
-    Some slots are VACANT: they do not count as empty either."""
+    """A table with no empty slot, which only damage makes (a sound one is at most three
+    quarters full). Some slots are VACANT: they do not count as empty either."""
     t = Table(1024, offset=HEADER_SIZE)
     for i in range(t.capacity):
         t.words[t.base + i] = VACANT if i % 7 == 0 else slot_word(i, HEADER_SIZE + 64 * i)

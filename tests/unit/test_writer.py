@@ -265,12 +265,12 @@ def test_publish_writes_the_meta_into_the_slot_not_holding_the_published_one(
 def test_a_commit_that_grows_the_index_appends_a_table_and_leaves_the_old_one(
     db: mmkv.Store, store_path: Path, how: str
 ) -> None:
-    """Past half of 1024 slots: a new TABLE block (sized for the keys, a quarter full) is
+    """Past three quarters of 1024 slots: a new TABLE block (sized for the keys, half full) is
     appended after the commit's records; no slot of the old table is stored, and a view of
     the old state still reads through the old table."""
-    db.update({f"key{i}": b"v" for i in range(511)})  # 512 keys with "seed"
+    db.update({f"key{i}": b"v" for i in range(767)})  # 768 keys with "seed"
     old = current(db)
-    assert old.meta.index_used == 512
+    assert old.meta.index_used == 768
     start = old.meta.index_offset
     old_table = store_path.read_bytes()[start : start + fmt.table_bytes(1024)]
     more = {"last": b"l"} if how == "single put" else {f"more{i}": b"m" for i in range(100)}
@@ -278,7 +278,7 @@ def test_a_commit_that_grows_the_index_appends_a_table_and_leaves_the_old_one(
     with effects.use(rec):
         commit(db, how, more)
     new = current(db).meta
-    keys = 512 + len(more)
+    keys = 768 + len(more)
     assert new.index_offset >= old.log_end
     assert new.index_capacity == capacity_for(keys)
     assert new.index_used == new.key_count == keys
@@ -306,11 +306,11 @@ def test_a_rebuilt_index_drops_the_slots_of_deleted_keys(db: mmkv.Store) -> None
         for i in range(300):
             del db[f"key{i}"]
     assert current(db).meta.index_used == 401  # tombstones keep their slots
-    db.update({f"new{i}": b"n" for i in range(200)})  # 601 slots: past half
+    db.update({f"new{i}": b"n" for i in range(400)})  # 801 slots: past three quarters
     meta = current(db).meta
-    assert meta.key_count == 301
-    assert meta.index_used == 301
-    assert meta.index_capacity == capacity_for(301)
+    assert meta.key_count == 501
+    assert meta.index_used == 501
+    assert meta.index_capacity == capacity_for(501)
     assert "key0" not in db and db["key399"] == b"v" and db["new199"] == b"n"
 
 
