@@ -16,6 +16,7 @@ from collections.abc import ItemsView as _ItemsView
 from collections.abc import Iterator, Mapping, MutableMapping
 from collections.abc import KeysView as _KeysView
 from collections.abc import ValuesView as _ValuesView
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .codec import encode_key, encode_value, expiry
@@ -191,6 +192,7 @@ class Namespace(MutableMapping[Any, Any]):
         self.store.put(self._full(key), value)
 
     def put(self, key: Any, value: Any, *, ttl: float | None = None) -> None:
+        """:meth:`Store.put <mmkv.Store.put>` of ``prefix + key``."""
         self.store.put(self._full(key), value, ttl=ttl)
 
     def __delitem__(self, key: Any) -> None:
@@ -200,12 +202,16 @@ class Namespace(MutableMapping[Any, Any]):
         return isinstance(key, type(self.prefix)) and self._full(key) in self.store
 
     def get(self, key: Any, default: Any = None) -> Any:
+        """The value of ``prefix + key``, or ``default``."""
         return self.store.get(self._full(key), default)
 
     def pop(self, key: Any, *default: Any) -> Any:
+        """Remove ``prefix + key`` and return its value (``default``, or KeyError, if absent)."""
         return self.store.pop(self._full(key), *default)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
+        """:meth:`Store.setdefault <mmkv.Store.setdefault>` of ``prefix + key`` (a present key
+        takes no lock)."""
         return self.store.setdefault(self._full(key), default)
 
     def __iter__(self) -> Iterator[Any]:
@@ -223,9 +229,11 @@ class Namespace(MutableMapping[Any, Any]):
         return _NamespaceItems(self)
 
     def clear(self) -> None:
+        """Delete every key of the namespace, atomically (a scan of the store's index)."""
         self.store.clear(prefix=self.prefix)
 
     def update(self, other: Any = (), /, ttl: float | None = None, **kwds: Any) -> None:
+        """Write every pair under the prefix atomically, with ``ttl`` if given."""
         if isinstance(other, Mapping) or hasattr(other, "keys"):
             pairs = [(key, other[key]) for key in other.keys()]  # noqa: SIM118
         else:
@@ -234,21 +242,32 @@ class Namespace(MutableMapping[Any, Any]):
         self.store.update([(self._full(k), v) for k, v in pairs], ttl=ttl)
 
     def incr(self, key: Any, delta: int = 1, *, default: int = 0, ttl: float | None = None) -> int:
+        """:meth:`Store.incr <mmkv.Store.incr>` of ``prefix + key``."""
         return self.store.incr(self._full(key), delta, default=default, ttl=ttl)
 
     def decr(self, key: Any, delta: int = 1, *, default: int = 0, ttl: float | None = None) -> int:
+        """:meth:`Store.decr <mmkv.Store.decr>` of ``prefix + key``."""
         return self.store.decr(self._full(key), delta, default=default, ttl=ttl)
 
     def add(self, key: Any, value: Any, *, ttl: float | None = None) -> bool:
+        """:meth:`Store.add <mmkv.Store.add>` of ``prefix + key``."""
         return self.store.add(self._full(key), value, ttl=ttl)
 
     def touch(self, key: Any, ttl: float | None) -> bool:
+        """:meth:`Store.touch <mmkv.Store.touch>` of ``prefix + key``."""
         return self.store.touch(self._full(key), ttl)
 
     def ttl(self, key: Any) -> float | None:
+        """:meth:`Store.ttl <mmkv.Store.ttl>` of ``prefix + key``."""
         return self.store.ttl(self._full(key))
 
+    def transaction(self) -> AbstractContextManager[None]:
+        """The store's :meth:`~mmkv.Store.transaction` (it covers every key, not only these)."""
+        return self.store.transaction()
+
     def get_many(self, keys: Any) -> dict[Any, Any]:
+        """The present ones of ``keys`` (without the prefix) and their values, read at one
+        committed state."""
         if isinstance(keys, (str, bytes, bytearray, memoryview)):
             raise TypeError("get_many takes an iterable of keys, not a single key")
         n = len(self.prefix)
@@ -256,6 +275,7 @@ class Namespace(MutableMapping[Any, Any]):
         return {k[n:]: v for k, v in found.items()}
 
     def namespace(self, prefix: str | bytes) -> Namespace:
+        """The namespace of ``self.prefix + prefix``: namespaces nest."""
         return Namespace(self.store, self._full(prefix))
 
     def __eq__(self, other: object) -> bool:

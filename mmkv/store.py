@@ -251,11 +251,14 @@ class Store(_MutableMapping[str | bytes, Any]):
         return sum(1 for _ in self._pairs())
 
     def keys(self, prefix: str | bytes | None = None) -> Any:
-        """The keys (a view, like a dict's); with ``prefix``, those that start with it."""
+        """The keys (a view, like a dict's); with ``prefix`` (``str`` or ``bytes``), those of
+        its type that start with it: a ``str`` prefix never matches ``bytes`` keys. Selecting
+        by prefix scans the index (O(keys in the store)); no order is promised."""
         return keyspace.KeysView(self, prefix)
 
     def items(self, prefix: str | bytes | None = None) -> Any:
-        """Items read at one committed state; with ``prefix``, of the keys that start with it."""
+        """Items read at one committed state; with ``prefix``, of the keys that start with it
+        (as :meth:`keys`: a scan, no order promised)."""
         return keyspace.ItemsView(self, prefix)
 
     def values(self) -> Any:
@@ -364,7 +367,8 @@ class Store(_MutableMapping[str | bytes, Any]):
                 stage(txn, PUT, kt, kb, vt, vb, exp)
 
     def clear(self, *, prefix: str | bytes | None = None) -> None:
-        """Delete every key (with ``prefix``, every key that starts with it) atomically."""
+        """Delete every key (with ``prefix``, every key of its type that starts with it) in
+        one commit: other processes see all of them deleted or none."""
         keyspace.check_prefix(prefix)
         with self._writing() as txn:
             for kt, kb, _, _, _ in list(self._pairs(prefix)):
