@@ -95,11 +95,11 @@ def commit_point(
     slot = 1 - view.slot
     eff.write(fd, mapping.mm, META_OFFSETS[slot], meta.encode())
     eff.store(fd, words, W_PUBLISHED, meta.gen)  # the commit point
-    same_table = (meta.index_offset, meta.index_capacity) == (
-        view.meta.index_offset,
-        view.meta.index_capacity,
-    )
-    new = View(file, file.map_through(meta.log_end), meta, slot, view.geom if same_table else None)
+    old = view.meta
+    same_table = meta.index_offset == old.index_offset and meta.index_capacity == old.index_capacity
+    if meta.log_end > mapping.size:
+        mapping = file.map_through(meta.log_end)
+    new = View(file, mapping, meta, slot, view.geom if same_table else None)
     session.install(new, written, view.gen)
     return new
 

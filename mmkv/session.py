@@ -192,7 +192,11 @@ class Session:
             if view.gen < old.gen or (view.gen == old.gen and view.limit <= old.limit):
                 return
             if written is not None and cache.gen == base_gen:
-                cache.forget_keys(view.gen, view.log_end, written)
+                if cache.entries:
+                    cache.forget_keys(view.gen, view.log_end, written)
+                else:
+                    cache.gen = view.gen
+                    cache.log_end = view.log_end
             else:
                 cache.move(self._seq, view.gen, view.log_end, view.buffer_for(view.log_end))
             self.view = view

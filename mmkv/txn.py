@@ -42,6 +42,7 @@ _crc32 = zlib.crc32
 _encode = None if compiled is None else compiled.encode_record
 _chain_step = chain_step if compiled is None else compiled.chain_step
 _pack_body = struct.Struct(RECORD.format[:1] + RECORD.format[2:]).pack  # a record minus its crc
+_pack_link = struct.Struct("<IQ").pack  # one block's entry in the chain (format.chain_step)
 _unpack_header = RECORD.unpack_from
 _PADS = [b"\0" * n for n in range(8)]
 # Appends of at least this many bytes go to the file with pwrite instead of through the map,
@@ -157,8 +158,8 @@ def append_batch(txn: Txn) -> None:
     pending = txn.pending
     parts = []
     placed = []  # new pending entries, applied only once the records are in the log
+    links = []  # each record's (crc, size), folded into the chain at once below
     start = pos = txn.pos
-    chain = txn.chain
     gen = txn.gen
     words = view.words
     base, _, shift = view.geom
@@ -189,7 +190,7 @@ def append_batch(txn: Txn) -> None:
             crc = _crc32(body)
             parts.append(crc.to_bytes(4, "little"))
             parts.append(body)
-        chain = _chain_step(chain, crc, size)
+        links.append(_pack_link(crc, size))
         placed.append((pkey, (pos, kind, size, h, prev, slot, exp != 0, csize, cttl)))
         pos += size
     append(view, start, b"".join(parts))
@@ -198,7 +199,9 @@ def append_batch(txn: Txn) -> None:
     txn.buffered = 0
     txn.appended += pos - start
     txn.pos = pos
-    txn.chain = chain
+    # chain_step of each record in turn is one CRC over their (crc, size) pairs: CRC-32 can be
+    # continued, so folding them all at once gives the same value.
+    txn.chain = _crc32(b"".join(links), txn.chain)
 
 
 def stage(txn: Txn, kind: int, kt: int, kb: bytes, vt: int, vb: bytes, exp: float) -> None:

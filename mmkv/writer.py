@@ -323,7 +323,8 @@ class Writer:
                 file = view.file
                 gen = max(words[W_CLAIMED], view.gen) + 1
                 eff.store(file.fd, words, W_CLAIMED, gen)  # claimed before anything carries it
-                self._record_durable(view)
+                if self._flushed is not None:
+                    self._record_durable(view)
                 if self.counts[0] or self.counts[1]:
                     self.add_counts(view)
                 (

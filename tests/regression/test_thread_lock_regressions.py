@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import mmkv
-from mmkv import writer as writer_module
+from mmkv import effects
 
 
 @pytest.fixture
@@ -30,15 +30,18 @@ def paused_commit(
     db = mmkv.open(path)
     db["warm"] = 1
     inside, go_on = threading.Event(), threading.Event()
-    original = writer_module.Writer._record_durable
 
-    def stopping(self: Any, view: Any) -> None:
-        if threading.current_thread().name == "committer":
-            inside.set()
-            go_on.wait(30)
-        original(self, view)
+    class StopTheCommitter(effects.Effects):
+        """The committer thread stops at its first store (its claim of a generation), holding
+        the writer lock."""
 
-    monkeypatch.setattr(writer_module.Writer, "_record_durable", stopping)
+        def store(self, fd: int, words: Any, index: int, value: int) -> None:
+            if threading.current_thread().name == "committer" and not inside.is_set():
+                inside.set()
+                go_on.wait(30)
+            super().store(fd, words, index, value)
+
+    monkeypatch.setattr(effects, "current", StopTheCommitter())
     committer = threading.Thread(target=lambda: db.put("k", 1), name="committer")
     committer.start()
     assert inside.wait(30)
