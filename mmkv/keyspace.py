@@ -7,7 +7,7 @@ returned without it.
 
 ``incr``, ``add`` and ``touch`` are each one commit: the read and the write happen inside one
 transaction, so they are exact under any number of writing processes. ``add`` of a key that
-is present returns False without taking the writer lock.
+is present, and ``touch`` of one that is absent, return False without taking the writer lock.
 """
 
 from __future__ import annotations
@@ -149,6 +149,10 @@ def add(store: Store, key: str | bytes, value: Any, ttl: float | None) -> bool:
 def touch(store: Store, key: str | bytes, ttl: float | None) -> bool:
     kt, kb = encode_key(key)
     exp = 0.0 if ttl is None else expiry(ttl)
+    # An absent key: False without the lock, as add() of a present one (an empty commit
+    # would cost the next writer a repair scan).
+    if not store.readonly and store.get(key, _ABSENT) is _ABSENT:
+        return False
     with store._writing() as txn:
         found = store._visible(kt, kb)
         if found is None:
