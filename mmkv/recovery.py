@@ -274,9 +274,12 @@ def _fix_index(state: View, durable: Meta | None) -> Meta | None:
         else:
             continue
         changed = True
-    if not changed:
-        return None
+    # The count comes from the table, not from what this run changed: a recovery that died
+    # after some of its stores leaves a table that is right but a meta whose count is not,
+    # and the next recovery finds nothing to change.
     used = sum(1 for i in range(meta.index_capacity) if words[base + i])
+    if not changed and used == meta.index_used:
+        return None
     return meta._replace(index_used=used, commit_start=meta.log_end)
 
 

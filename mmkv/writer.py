@@ -281,6 +281,11 @@ class Writer:
         """Append what is buffered, evict, and publish (the lock is held)."""
         append_batch(txn)
         if not txn.pending and txn.max_bytes == txn.view.meta.max_bytes:
+            # Nothing to publish. As after a rollback, the claimed generation is burned and
+            # left no slot behind: say so, or the next writer takes it for a dead writer's
+            # and repairs.
+            words = txn.view.file.mapping.words
+            _effects.current.store(txn.view.file.fd, words, W_CLEAN, txn.gen)
             return None
         if txn.max_bytes:
             evict(txn, self.purged_at)

@@ -451,3 +451,39 @@ def test_a_read_only_open_after_a_power_loss_refuses_an_unconfirmed_state(
     with effects.use(OtherBoot()), pytest.raises(mmkv.CorruptionError, match="writable"):
         mmkv.open(store_path, readonly=True)
     os.stat(store_path)  # still there, untouched by the refusal
+
+
+class OtherBootDyingBeforePublishing(OtherBoot):
+    """Another boot's writer that dies just before it stores the published word."""
+
+    def store(self, fd: int, words: memoryview, index: int, value: int) -> None:
+        if index == W_PUBLISHED:
+            raise _Died
+        super().store(fd, words, index, value)
+
+
+def test_a_power_loss_recovery_that_died_before_publishing_is_redone_with_the_tables_count(
+    store_path: Path,
+) -> None:
+    """An async store of five commits loses its header page to the version of the fourth:
+    the newest confirmed state is that of k0..k3, and k4's slot, which did reach the disk,
+    names a record past its log, so recovery makes it VACANT (counted in ``index_used``). If
+    that recovery dies before publishing, the next finds the table already right and nothing
+    to change; it must still publish the table's count, not the old meta's (it once did,
+    one short, and only a later writer's repair scan put it right)."""
+    shots = []
+    with mmkv.open(store_path, auto_compact=False) as db:
+        for i in range(5):
+            db[f"k{i}"] = bytes([i]) * 5000
+            shots.append(store_path.read_bytes())
+    store_path.write_bytes(reverted(shots[-1], shots[3], [0]))
+    with effects.use(OtherBootDyingBeforePublishing()), pytest.raises(_Died):
+        mmkv.open(store_path)
+    with effects.use(OtherBoot()), mmkv.open(store_path) as db:
+        assert sorted(db.keys()) == [f"k{i}" for i in range(4)]
+        view = db._s.current()
+        assert view.meta.index_used == used_slots(view) == 5
+        db.verify()
+        db["k4"] = b"again"
+        assert db["k4"] == b"again"
+        db.verify()
