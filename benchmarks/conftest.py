@@ -1,19 +1,24 @@
 """Fixtures of the benchmark suite: peers that skip with a reason, preloaded stores copied from
-templates built once per session, and the timing function that records ops/s."""
+templates built once per session (:class:`harness.Stores`), and the timing of multi-process
+workloads (the single-process ones use :func:`harness.run_rounds`)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .peers import PEERS, Handle, backend_name, open_peer
-from .workloads import VALUE_SIZE, fill
+from .harness import Stores, median_seconds, run_rounds
+from .peers import BASELINE, PEERS, Handle, backend_name
+
+__all__ = ["Stores", "measure", "require", "run_rounds"]
 
 
 def require(
@@ -23,16 +28,24 @@ def require(
     durable: bool = False,
     on_disk: bool = False,
     compactable: bool = False,
+    api: str | None = None,
 ) -> type[Handle]:
-    """The adapter of peer ``name``; skips the benchmark, saying why, when it cannot run."""
+    """The adapter of peer ``name``; skips the benchmark, saying why, when it cannot run
+    (``api``: the atomic operation the workload needs)."""
     cls = PEERS[name]
     if cls.module == "mmkv":
         try:
             import mmkv
         except ImportError as error:
-            pytest.skip(f"mmkv is not importable ({error}): the mmkv peer is skipped")
-        if not hasattr(mmkv, "Store"):
-            pytest.skip("mmkv has no Store yet (the engine has not landed): mmkv peer skipped")
+            pytest.skip(f"mmkv is not importable ({error}): the {name} peer is skipped")
+        core = getattr(cls, "core", "compiled")
+        if core == "compiled" and getattr(mmkv, "CORE", None) != "compiled":
+            pytest.skip(f"{name}: this process runs mmkv's {getattr(mmkv, 'CORE', '?')} core")
+        if core == "0.1":
+            if BASELINE is None:
+                pytest.skip(f"{name}: MMKV_BENCH_BASELINE names no checkout of mmkv 0.1")
+            if not os.path.exists(os.path.join(BASELINE, "mmkv", "__init__.py")):
+                pytest.skip(f"{name}: no mmkv package under MMKV_BENCH_BASELINE={BASELINE}")
     elif cls.module is not None:
         pytest.importorskip(
             cls.module, reason=f"{cls.module} is not installed: the {name} peer is skipped"
@@ -45,58 +58,9 @@ def require(
         pytest.skip(f"{name}: nothing is stored on disk, so there is nothing to open or compact")
     if compactable and cls.not_compactable:
         pytest.skip(f"{name}: {cls.not_compactable}")
+    if api is not None and api in cls.lacks:
+        pytest.skip(f"{name}: {cls.lacks[api]}")
     return cls
-
-
-class Stores:
-    """Creates stores under one directory; preloaded ones are copies of per-session templates.
-
-    Loading 100 000 keys into the slowest peers takes seconds, so each (storage, size) is
-    loaded once, closed, and copied (a directory copy) for every benchmark that needs it.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.templates: dict[tuple[str, int, int], Path] = {}
-        self.serial = 0
-
-    def new_directory(self, label: str) -> str:
-        """A path that does not exist yet, for a new store."""
-        self.serial += 1
-        return str(self.root / f"{label}-{self.serial}")
-
-    def _template(self, cls: type[Handle], n_keys: int, value_size: int) -> Path:
-        spec = (cls.storage, n_keys, value_size)
-        if spec not in self.templates:
-            directory = self.root / "templates" / f"{cls.storage}-{n_keys}-{value_size}"
-            handle = open_peer(cls.name, str(directory))
-            try:
-                fill(handle, n_keys, value_size=value_size)
-            finally:
-                handle.close()
-            self.templates[spec] = directory
-        return self.templates[spec]
-
-    def copy(self, name: str, n_keys: int, *, value_size: int = VALUE_SIZE) -> str:
-        """A fresh directory holding a closed store of peer ``name`` with keys 0 .. n_keys-1."""
-        cls = PEERS[name]
-        directory = self.new_directory(name)
-        shutil.copytree(self._template(cls, n_keys, value_size), directory)
-        return directory
-
-    def preloaded(
-        self, name: str, n_keys: int, *, value_size: int = VALUE_SIZE, **options: Any
-    ) -> Handle:
-        """A store of peer ``name`` holding keys ``0 .. n_keys-1``, open with ``options``."""
-        if PEERS[name].in_memory:
-            handle = open_peer(name, self.new_directory(name), **options)
-            fill(handle, n_keys, value_size=value_size)
-            return handle
-        return open_peer(name, self.copy(name, n_keys, value_size=value_size), **options)
-
-    def remove(self, directory: str) -> None:
-        """Delete a store's directory."""
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -131,12 +95,6 @@ def measure(
             rates[label] = amount / median
 
 
-def median_seconds(benchmark: Any) -> float | None:
-    """The median round time, or None when timing is disabled (``--benchmark-disable``)."""
-    stats = getattr(benchmark, "stats", None)
-    return stats.stats.median if stats is not None and stats.stats.data else None
-
-
 def pytest_benchmark_update_machine_info(
     config: pytest.Config, machine_info: dict[str, Any]
 ) -> None:
@@ -156,3 +114,38 @@ def pytest_benchmark_update_machine_info(
     machine_info["cpu_count"] = os.cpu_count()
     machine_info["peer_versions"] = versions
     machine_info["platform"] = platform.platform()
+    machine_info["mmkv_core"] = getattr(sys.modules.get("mmkv"), "CORE", None)
+    machine_info["mmkv_baseline"] = _git_describe(BASELINE) if BASELINE else None
+    machine_info["mmkv_tree"] = _git_describe(str(Path(__file__).resolve().parent.parent))
+    machine_info["loadavg_start"] = _LOAD_AT_START
+    machine_info["loadavg_end"] = list(os.getloadavg())
+
+
+_LOAD_AT_START = list(os.getloadavg())
+
+
+def _git_describe(directory: str) -> dict[str, Any] | None:
+    """The commit checked out in ``directory`` and whether its tree has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", directory, "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", directory, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    except OSError:
+        return None
+    modified = [line.strip() for line in status.splitlines() if line.strip()]
+    return {"path": directory, "commit": head or None, "modified": modified}
+
+
+@pytest.fixture(autouse=True)
+def _record_load(benchmark: Any) -> Iterator[None]:
+    """Record the load average (1, 5, 15 min) before and after every benchmark: a row whose
+    load was high was measured on a disturbed machine."""
+    before = list(os.getloadavg())
+    yield
+    benchmark.extra_info["loadavg_before"] = before
+    benchmark.extra_info["loadavg_after"] = list(os.getloadavg())

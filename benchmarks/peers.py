@@ -8,7 +8,11 @@ and of the benchmark loop itself, with no storage at all.
 
 Settings are each store's defaults except where the workload needs otherwise:
 
-* mmkv: ``durability="async"`` (``"sync"`` for the durable workload).
+* mmkv: ``durability="async"`` (``"sync"`` for the durable workload). Three peers run it:
+  ``mmkv`` the compiled core, ``mmkv-py`` the pure-Python engine of the same code
+  (``MMKV_PURE_PYTHON=1``), ``mmkv-0.1`` the previous release, imported from the checkout named
+  by ``MMKV_BENCH_BASELINE``. The last two always run in a child process of their own (see
+  :func:`import_mmkv`): one process can hold only one of them.
 * py-lmdb: ``sync=False`` (a commit is in the OS page cache, like mmkv's ``"async"``);
   ``sync=True`` for the durable workload. ``lmdb`` opens one transaction per operation,
   ``lmdb-1txn`` runs all the operations of a round inside one transaction.
@@ -26,6 +30,7 @@ import dbm
 import os
 import shutil
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -36,6 +41,71 @@ _unpackb = msgpack.unpackb
 
 #: Map size for py-lmdb: address space only, the file grows as pages are written.
 LMDB_MAP_SIZE = 1 << 34
+
+#: A checkout of the previous release (format 1), for the ``mmkv-0.1`` peer; unset: skipped.
+BASELINE = os.environ.get("MMKV_BENCH_BASELINE") or None
+
+
+def mmkv_core(module: Any) -> str:
+    """Which mmkv ``module`` is: ``"0.1"`` (imported from :data:`BASELINE`), else its
+    ``mmkv.CORE`` (``"compiled"`` or ``"python"``)."""
+    if BASELINE is not None:
+        root = os.path.realpath(BASELINE) + os.sep
+        if os.path.realpath(module.__file__).startswith(root):
+            return "0.1"
+    return str(getattr(module, "CORE", "unknown"))
+
+
+def loaded_mmkv() -> dict[str, str] | None:
+    """Which mmkv this process has imported (``core`` as :func:`mmkv_core`, and its file)."""
+    module = sys.modules.get("mmkv")
+    if module is None:
+        return None
+    return {"core": mmkv_core(module), "file": str(module.__file__)}
+
+
+def _import_baseline() -> None:
+    """Import ``mmkv`` from :data:`BASELINE`'s ``mmkv/`` directory, whatever ``sys.path``
+    says (the editable install of this checkout would be found first)."""
+    import importlib.util
+
+    if BASELINE is None:
+        raise Unsupported("MMKV_BENCH_BASELINE names no checkout of mmkv 0.1")
+    package = os.path.join(BASELINE, "mmkv")
+    spec = importlib.util.spec_from_file_location(
+        "mmkv", os.path.join(package, "__init__.py"), submodule_search_locations=[package]
+    )
+    if spec is None or spec.loader is None:
+        raise Unsupported(f"no mmkv package under {BASELINE}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mmkv"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["mmkv"]
+        raise
+
+
+def import_mmkv(core: str) -> Any:
+    """The mmkv module, checked to be ``core``: ``"compiled"``, ``"python"`` or ``"0.1"``.
+
+    A process imports mmkv once. If it has not yet, this sets the import up for ``core``:
+    ``MMKV_PURE_PYTHON=1`` in the environment for ``"python"``; for ``"0.1"`` the package
+    ``mmkv`` of :data:`BASELINE` (and only that package of the checkout, not its
+    ``benchmarks``). Raises :class:`Unsupported` when the mmkv this process holds
+    is another one (the pure-Python and old peers therefore run in child processes).
+    """
+    if "mmkv" not in sys.modules:
+        if core == "python":
+            os.environ["MMKV_PURE_PYTHON"] = "1"
+        elif core == "0.1":
+            _import_baseline()
+    import mmkv
+
+    found = mmkv_core(mmkv)
+    if found != core:
+        raise Unsupported(f"this process holds mmkv {found} ({mmkv.__file__}), not the {core} one")
+    return mmkv
 
 
 class Unsupported(Exception):
@@ -73,6 +143,10 @@ class Handle:
     in_memory: ClassVar[bool] = False
     #: All the operations of a round run inside one batch (``lmdb-1txn``).
     one_txn: ClassVar[bool] = False
+    #: The peer can only be opened in a process of its own (the pure-Python and old mmkv).
+    child_only: ClassVar[bool] = False
+    #: Operations of the atomic workloads this peer lacks, by name, with the reason.
+    lacks: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -81,6 +155,7 @@ class Handle:
         durable: bool = False,
         auto_compact: bool = True,
         max_bytes: int | None = None,
+        cache_bytes: int | None = None,
     ) -> None:
         self.directory = directory
 
@@ -103,6 +178,11 @@ class Handle:
         value)`` stores only if ``key`` is absent, True if it stored; ``setdefault(key,
         value)`` returns the value at ``key``, storing ``value`` first if it is absent."""
         raise Unsupported(f"{self.name}: {self.not_atomic}")
+
+    def space(self) -> dict[str, int] | None:
+        """What the store's files take on disk (``disk_bytes``) and, where the store says,
+        the bytes of its live records (``live_bytes``); None when it is not measured."""
+        return None
 
     def close(self) -> None:
         """Release the store."""
@@ -140,12 +220,14 @@ class DictHandle(Handle):
 
 
 class MmkvHandle(Handle):
-    """mmkv, through its public mapping API."""
+    """mmkv, through its public mapping API: the compiled core."""
 
     name = "mmkv"
     storage = "mmkv"
     module = "mmkv"
     not_compactable = None
+    #: Which mmkv this peer runs (see :func:`import_mmkv`).
+    core: ClassVar[str] = "compiled"
 
     def __init__(
         self,
@@ -154,15 +236,18 @@ class MmkvHandle(Handle):
         durable: bool = False,
         auto_compact: bool = True,
         max_bytes: int | None = None,
+        cache_bytes: int | None = None,
     ) -> None:
         super().__init__(directory)
-        import mmkv
+        mmkv = import_mmkv(self.core)
 
         options: dict[str, Any] = {"durability": "sync" if durable else "async"}
         if not auto_compact:
             options["auto_compact"] = False
         if max_bytes is not None:
             options["max_bytes"] = max_bytes
+        if cache_bytes is not None:
+            options["cache_bytes"] = cache_bytes
         os.makedirs(directory, exist_ok=True)
         db = mmkv.Store(os.path.join(directory, "store.mmkv"), **options)
         self.db = db
@@ -195,9 +280,42 @@ class MmkvHandle(Handle):
         """mmkv's own compaction."""
         self.db.compact()
 
+    def space(self) -> dict[str, int]:
+        """``stats()["file_bytes"]`` and ``stats()["live_bytes"]`` (live records: header, key,
+        value and alignment)."""
+        stats = self.db.stats()
+        return {"disk_bytes": stats["file_bytes"], "live_bytes": stats["live_bytes"]}
+
     def close(self) -> None:
         """Close the store."""
         self.db.close()
+
+
+class MmkvPyHandle(MmkvHandle):
+    """mmkv's pure-Python engine (``MMKV_PURE_PYTHON=1``), in a process of its own. It reads
+    and writes the same files as the compiled core, so the two share the stores built once."""
+
+    name = "mmkv-py"
+    core = "python"
+    child_only = True
+
+
+class Mmkv01Handle(MmkvHandle):
+    """The previous release of mmkv (0.1.0, format 1), imported from ``MMKV_BENCH_BASELINE``,
+    in a process of its own."""
+
+    name = "mmkv-0.1"
+    storage = "mmkv-0.1"
+    core = "0.1"
+    child_only = True
+    lacks: ClassVar[dict[str, str]] = {
+        "incr": "mmkv 0.1 has no db.incr",
+        "add": "mmkv 0.1 has no db.add",
+    }
+
+    def atomic(self) -> Any:
+        """Only ``db.setdefault`` exists in 0.1 (``incr`` and ``add`` are None)."""
+        return None, None, self.db.setdefault
 
 
 class LmdbHandle(Handle):
@@ -305,6 +423,10 @@ class LmdbHandle(Handle):
         os.replace(os.path.join(target, "data.mdb"), os.path.join(self.directory, "data.mdb"))
         shutil.rmtree(target)
         self._open()
+
+    def space(self) -> dict[str, int]:
+        """The size of ``data.mdb`` (``os.stat().st_size``); lmdb does not count live bytes."""
+        return {"disk_bytes": os.stat(os.path.join(self.directory, "data.mdb")).st_size}
 
     def close(self) -> None:
         """Close the environment."""
@@ -587,6 +709,8 @@ PEERS: dict[str, type[Handle]] = {
     for cls in (
         DictHandle,
         MmkvHandle,
+        MmkvPyHandle,
+        Mmkv01Handle,
         LmdbHandle,
         LmdbOneTxnHandle,
         SqliteHandle,
@@ -597,14 +721,23 @@ PEERS: dict[str, type[Handle]] = {
     )
 }
 
+#: The three mmkv peers: the compiled core, the pure-Python engine, the previous release.
+MMKV_PEERS = ["mmkv", "mmkv-py", "mmkv-0.1"]
+
 #: The peers of the store workloads (the fanout cache only takes part in the cache workload).
-STORE_PEERS = ["dict", "mmkv", "lmdb", "lmdb-1txn", "sqlite", "diskcache", "semidbm", "dbm"]
+STORE_PEERS = [
+    "dict", *MMKV_PEERS, "lmdb", "lmdb-1txn", "sqlite", "diskcache", "semidbm", "dbm",
+]  # fmt: skip
+
+#: The peers of the workloads the per-process read cache cannot answer, which take longer:
+#: mmkv's three and the stores its bars are set against (py-lmdb), with the dict ceiling.
+UNCACHED_PEERS = ["dict", *MMKV_PEERS, "lmdb", "lmdb-1txn"]
 
 #: The peers of the atomic-operation workloads (incr, add, setdefault).
-ATOMIC_PEERS = ["mmkv", "lmdb", "diskcache"]
+ATOMIC_PEERS = [*MMKV_PEERS, "lmdb", "diskcache"]
 
 #: The peers of the cache workload: stores with a bound on their size.
-CACHE_PEERS = ["mmkv", "diskcache", "diskcache-fanout"]
+CACHE_PEERS = [*MMKV_PEERS, "diskcache", "diskcache-fanout"]
 
 
 def open_peer(name: str, directory: str, **options: Any) -> Handle:

@@ -1,5 +1,6 @@
-"""Print the results of a benchmark run as tables: every workload's rate for every peer, and
-the ratios mmkv / py-lmdb and mmkv / diskcache (above 1: mmkv is faster).
+"""Print the results of a benchmark run as tables: every workload's rate for every peer, the
+ratios between mmkv's three peers and py-lmdb (above 1: the first is faster), the space the
+fills took, and the cache workload's latencies.
 
 Usage::
 
@@ -22,25 +23,41 @@ from typing import Any
 
 #: Column order; peers that did not run are left out.
 PEER_ORDER = [
-    "dict", "mmkv", "lmdb", "lmdb-1txn", "sqlite", "diskcache", "diskcache-fanout",
-    "semidbm", "dbm",
+    "dict", "mmkv", "mmkv-py", "mmkv-0.1", "lmdb", "lmdb-1txn", "sqlite", "diskcache",
+    "diskcache-fanout", "semidbm", "dbm",
 ]  # fmt: skip
 
 #: Row order of the workloads (groups not listed follow, in the order they ran).
 GROUP_ORDER = [
-    "get-hit", "get-hit-once", "get-miss", "get-large", "put", "put-batch", "put-large",
-    "put-durable", "mix-90-9-1", "1-writer-2-readers", "open", "reopen-after-overwrite",
-    "compact", "cache-90-9-1", "memoize-hit", "incr", "add", "add-present", "setdefault-hit",
+    "get-hit-repeat", "get-hit-once", "get-hit-over-cache", "get-miss-repeat", "get-miss-once",
+    "get-large-repeat", "get-large-over-cache", "put", "fill", "put-batch", "put-large",
+    "put-durable", "put-durable-concurrent", "mix-90-9-1", "1-writer-2-readers", "open",
+    "reopen-after-overwrite", "compact", "cache-90-9-1", "memoize-hit", "incr", "add",
+    "add-present", "setdefault-hit",
 ]  # fmt: skip
 
 #: How a parameter is shown in a workload's name.
 PARAM_FORMATS = {
     "n_keys": "{} keys",
     "n_ops": "{} puts/txn",
+    "n_puts": "{} puts",
     "value_size": "{} values",
     "processes": "{} proc",
     "call": "{}",
+    "cache": "cache {}",
+    "order": "{}",
 }
+
+#: The ratio columns: (numerator peer, denominator peer, column title). A ratio over lmdb
+#: falls back to lmdb-1txn (marked *) where per-operation lmdb did not run.
+RATIOS = [
+    ("mmkv", "lmdb", "mmkv/lmdb"),
+    ("mmkv-py", "lmdb", "py/lmdb"),
+    ("mmkv-0.1", "lmdb", "0.1/lmdb"),
+    ("mmkv-py", "mmkv-0.1", "py/0.1"),
+    ("mmkv", "mmkv-py", "mmkv/py"),
+    ("mmkv", "diskcache", "mmkv/diskcache"),
+]
 
 
 def latest_autosave(roots: Iterable[Path]) -> Path | None:
@@ -118,22 +135,17 @@ def collect(data: dict[str, Any]) -> tuple[list[str], dict[tuple[str, str], dict
     return peers, rows
 
 
-def ratio(row: dict[str, float]) -> str:
-    """mmkv's rate over lmdb's (lmdb-1txn's where per-operation lmdb did not run: marked *)."""
-    mmkv = row.get("mmkv")
-    if mmkv is None:
+def ratio(row: dict[str, float], mine: str, theirs: str) -> str:
+    """``mine``'s rate over ``theirs`` (over lmdb-1txn's, marked *, when ``theirs`` is lmdb and
+    per-operation lmdb did not run)."""
+    rate = row.get(mine)
+    if rate is None:
         return "-"
-    if row.get("lmdb"):
-        return f"{mmkv / row['lmdb']:.2f}"
-    if row.get("lmdb-1txn"):
-        return f"{mmkv / row['lmdb-1txn']:.2f}*"
+    if row.get(theirs):
+        return f"{rate / row[theirs]:.2f}"
+    if theirs == "lmdb" and row.get("lmdb-1txn"):
+        return f"{rate / row['lmdb-1txn']:.2f}*"
     return "-"
-
-
-def diskcache_ratio(row: dict[str, float]) -> str:
-    """mmkv's rate over diskcache's (above 1: mmkv is faster)."""
-    mmkv, diskcache = row.get("mmkv"), row.get("diskcache")
-    return f"{mmkv / diskcache:.2f}" if mmkv is not None and diskcache else "-"
 
 
 def table(header: Sequence[str], body: Sequence[Sequence[str]], markdown: bool) -> str:
@@ -154,19 +166,54 @@ def table(header: Sequence[str], body: Sequence[Sequence[str]], markdown: bool) 
 
 
 def rates_table(data: dict[str, Any], markdown: bool) -> str:
-    """Every workload's rate per peer, and the mmkv / lmdb and mmkv / diskcache ratios."""
+    """Every workload's rate per peer."""
     peers, rows = collect(data)
-    header = ["workload", "unit", *peers, "mmkv/lmdb", "mmkv/diskcache"]
+    header = ["workload", "unit", *peers]
     body = [
-        [
-            name,
-            label,
-            *(human(row[peer]) if peer in row else "-" for peer in peers),
-            ratio(row),
-            diskcache_ratio(row),
-        ]
+        [name, label, *(human(row[peer]) if peer in row else "-" for peer in peers)]
         for (name, label), row in rows.items()
     ]
+    return table(header, body, markdown)
+
+
+def ratios_table(data: dict[str, Any], markdown: bool) -> str:
+    """The ratios of :data:`RATIOS` for every workload that has at least one of them."""
+    _, rows = collect(data)
+    header = ["workload", "unit", *(title for _, _, title in RATIOS)]
+    body = []
+    for (name, label), row in rows.items():
+        cells = [ratio(row, mine, theirs) for mine, theirs, _ in RATIOS]
+        if any(cell != "-" for cell in cells):
+            body.append([name, label, *cells])
+    return table(header, body, markdown)
+
+
+def space_table(data: dict[str, Any], markdown: bool) -> str | None:
+    """Disk bytes over live bytes (mmkv) and over the payload (every peer that says), after
+    each fill and after its overwrite of every key."""
+    body = []
+    for bench in ordered(data.get("benchmarks", [])):
+        info = bench.get("extra_info", {})
+        space = info.get("space")
+        params = dict(bench.get("params") or {})
+        if not space:
+            continue
+        peer = params.pop("peer", "?")
+        row = [workload_name(bench.get("group") or bench["name"], params), peer]
+        for moment in ("after_fill", "after_overwrite"):
+            numbers = space.get(moment) or {}
+            live = numbers.get("disk_per_live")
+            payload = numbers.get("disk_per_payload")
+            row += [f"{live:.2f}" if live else "-", f"{payload:.2f}" if payload else "-"]
+            row.append(f"{numbers['disk_bytes'] / 1e6:.1f}" if "disk_bytes" in numbers else "-")
+        overwrite = info.get("overwrite_puts_per_second")
+        row.append(human(overwrite) if overwrite else "-")
+        body.append(row)
+    if not body:
+        return None
+    header = ["workload", "peer", "fill disk/live", "fill disk/payload", "fill MB",
+              "overwrite disk/live", "overwrite disk/payload", "overwrite MB",
+              "overwrite puts/s"]  # fmt: skip
     return table(header, body, markdown)
 
 
@@ -249,11 +296,22 @@ def machine_summary(data: dict[str, Any]) -> str:
     machine = data.get("machine_info", {})
     cpu = machine.get("cpu", {}).get("brand_raw") or machine.get("processor") or "?"
     versions = ", ".join(f"{k} {v}" for k, v in sorted(machine.get("peer_versions", {}).items()))
-    return (
+    lines = [
         f"{machine.get('python_implementation', 'Python')} {machine.get('python_version', '?')}"
         f" on {machine.get('platform', machine.get('system', '?'))}, {cpu},"
-        f" {machine.get('cpu_count', '?')} CPUs; {data.get('datetime', '')}\n{versions}"
-    )
+        f" {machine.get('cpu_count', '?')} CPUs; {data.get('datetime', '')}",
+        versions,
+    ]
+    for label, field in (("mmkv tree", "mmkv_tree"), ("mmkv-0.1 from", "mmkv_baseline")):
+        tree = machine.get(field)
+        if tree:
+            changed = f", {len(tree['modified'])} files modified" if tree.get("modified") else ""
+            lines.append(f"{label}: {tree['path']} at {str(tree.get('commit'))[:10]}{changed}")
+    start, end = machine.get("loadavg_start"), machine.get("loadavg_end")
+    if start and end:
+        shown = ", ".join(f"{x:.2f}" for x in start), ", ".join(f"{x:.2f}" for x in end)
+        lines.append(f"load average (1, 5, 15 min) at the start {shown[0]}; at the end {shown[1]}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -269,9 +327,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     data = json.loads(path.read_text())
     print(f"{path}\n{machine_summary(data)}\n")
-    print("Rates (higher is better); mmkv/lmdb and mmkv/diskcache above 1: mmkv is faster")
-    print("(* compared with lmdb-1txn, where per-operation lmdb did not run).\n")
+    print("Rates (higher is better).\n")
     print(rates_table(data, args.markdown))
+    print("\nRatios of rates (above 1: the first is faster); py is mmkv-py, 0.1 is mmkv-0.1;")
+    print("* compared with lmdb-1txn, where per-operation lmdb did not run.\n")
+    print(ratios_table(data, args.markdown))
+    space = space_table(data, args.markdown)
+    if space is not None:
+        print("\nSpace after a fill by single puts and after overwriting every key once:")
+        print("disk/live is mmkv's stats() file_bytes / live_bytes; disk/payload is the file")
+        print("size (mmkv file_bytes, lmdb data.mdb) over 116 bytes of key and value a key.\n")
+        print(space)
     latency = latency_table(data, args.markdown)
     if latency is not None:
         print("\nCache workload: latency per operation in microseconds, all processes.\n")

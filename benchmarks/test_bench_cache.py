@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from .conftest import Stores, measure, require
-from .peers import CACHE_PEERS, open_peer
+from .harness import build_store, in_peer_process
+from .peers import CACHE_PEERS, MMKV_PEERS, open_peer
 from .workloads import (
     CACHE_KEYS,
     CACHE_MAX_BYTES,
@@ -27,10 +28,19 @@ from .workloads import (
     DELETE,
     GET,
     PUT,
+    VALUE_SIZE,
     Workers,
-    fill,
     percentile,
 )
+
+
+def mmkv_stats(peer: str, directory: str) -> dict[str, Any]:
+    """``stats()`` of the mmkv store in ``directory``."""
+    handle = open_peer(peer, directory)
+    try:
+        return dict(handle.db.stats())  # type: ignore[attr-defined]
+    finally:
+        handle.close()
 
 
 @pytest.mark.benchmark(group="cache-90-9-1")
@@ -40,11 +50,8 @@ def test_cache(benchmark: Any, stores: Stores, peer: str, processes: int) -> Non
     """The 90/9/1 mix over a key space larger than the store's size bound."""
     require(peer)
     directory = stores.new_directory(peer)
-    handle = open_peer(peer, directory, max_bytes=CACHE_MAX_BYTES)
-    try:
-        fill(handle, CACHE_KEYS, chunk=1_000)
-    finally:
-        handle.close()
+    options = {"max_bytes": CACHE_MAX_BYTES}
+    in_peer_process(peer, build_store, peer, directory, CACHE_KEYS, VALUE_SIZE, 1_000, options)
     jobs = [
         (
             "cache",
@@ -68,12 +75,8 @@ def test_cache(benchmark: Any, stores: Stores, peer: str, processes: int) -> Non
 
             measure(benchmark, run, ops=CACHE_OPS * processes, rounds=1)
         stats = None
-        if peer == "mmkv":
-            check = open_peer(peer, directory)
-            try:
-                stats = dict(check.db.stats())  # type: ignore[attr-defined]
-            finally:
-                check.close()
+        if peer in MMKV_PEERS:
+            stats = in_peer_process(peer, mmkv_stats, peer, directory)
     finally:
         stores.remove(directory)
 

@@ -6,17 +6,25 @@
 * ``1-writer-2-readers``: one process overwrites keys as fast as it can for a fixed time while
   two others read random keys; every value read is checked against what the writer could
   have written by then (see ``workloads.ReaderJob``) and the benchmark fails on any mismatch.
+* ``put-durable-concurrent``: 1 and 4 processes, each making durable single puts of new keys
+  of its own into one store for a fixed time (1 s a round, 3 rounds); the rate is the commits
+  per second of all processes together (each process's puts over its own elapsed time,
+  summed), the median over the rounds. Writers that share a flush (group commit) scale with
+  the processes; writers that each pay their own serialize on the disk.
 """
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pytest
 
 from .conftest import Stores, measure, require
-from .peers import STORE_PEERS
+from .peers import MMKV_PEERS, STORE_PEERS
 from .workloads import (
+    DURABLE_SECONDS,
+    DURABLE_WRITERS,
     MIX_KEYS,
     MIX_OPS,
     MIX_PROCESSES,
@@ -94,3 +102,42 @@ def test_one_writer_two_readers(benchmark: Any, stores: Stores, peer: str) -> No
     first = [problem for reader in readers for problem in reader["first"]]
     assert info["read_errors"] == 0, f"{info['read_errors']} bad reads, e.g. {first}"
     assert writer["puts"] > 0 and info["gets"] > 0
+
+
+#: The peers of the concurrent durable writers: mmkv's three, py-lmdb and sqlite.
+DURABLE_PEERS = [*MMKV_PEERS, "lmdb", "sqlite"]
+
+
+@pytest.mark.benchmark(group="put-durable-concurrent")
+@pytest.mark.parametrize("processes", [1, DURABLE_WRITERS])
+@pytest.mark.parametrize("peer", DURABLE_PEERS)
+def test_put_durable_concurrent(benchmark: Any, stores: Stores, peer: str, processes: int) -> None:
+    """Durable puts from ``processes`` processes at once, each on disk when it returns (mmkv
+    ``durability="sync"``, lmdb ``sync=True``, sqlite ``synchronous=FULL``)."""
+    require(peer, shared=True, durable=True)
+    directory = stores.copy(peer, 0)
+    seconds = DURABLE_SECONDS
+    jobs = [
+        ("durable-writer", {"peer": peer, "directory": directory, "number": number,
+                            "seconds": seconds})
+        for number in range(processes)
+    ]  # fmt: skip
+    totals: list[float] = []
+    puts: list[int] = []
+    try:
+        with Workers(jobs) as workers:
+
+            def run() -> None:
+                results = workers.run()
+                totals.append(sum(result["puts"] / result["seconds"] for result in results))
+                puts.append(sum(result["puts"] for result in results))
+
+            benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
+    finally:
+        stores.remove(directory)
+    info = benchmark.extra_info
+    info["seconds_per_round"] = seconds
+    info["puts_per_round"] = puts
+    info["commits_per_second_per_round"] = totals
+    info["rates"] = {"commits/s": statistics.median(totals)}
+    assert all(puts)

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import Stores, measure, require
+from .conftest import Stores, require, run_rounds
+from .harness import Rounds
 from .peers import STORE_PEERS, Handle, open_peer
 from .workloads import (
     COMPACT_KEYS,
@@ -82,7 +83,30 @@ def store_stats(handle: Handle) -> dict[str, Any] | None:
     """mmkv's ``stats()``, for the record; None for the other peers."""
     db = getattr(handle, "db", None)
     stats = getattr(db, "stats", None)
-    return dict(stats()) if callable(stats) and handle.name == "mmkv" else None
+    return dict(stats()) if callable(stats) and handle.name.startswith("mmkv") else None
+
+
+def open_rounds(stores: Stores, peer: str, n_keys: int) -> Rounds:
+    """Open a copy of the ``n_keys`` template and read one key, each round."""
+    directory = stores.copy(peer, n_keys)
+    reopener = Reopener(peer, directory, probe=n_keys // 2)
+
+    def check() -> None:
+        assert reopener.found == value(n_keys // 2)
+
+    def close() -> None:
+        reopener.setup()
+        stores.remove(directory)
+
+    return Rounds(
+        run=reopener.run,
+        ops=1,
+        rounds=reopener.rounds(),
+        setup=reopener.setup,
+        check=check,
+        close=close,
+        units={"opens/s": 1},
+    )
 
 
 @pytest.mark.benchmark(group="open")
@@ -91,16 +115,38 @@ def store_stats(handle: Handle) -> dict[str, Any] | None:
 def test_open(benchmark: Any, stores: Stores, peer: str, n_keys: int) -> None:
     """Open a large store and read one key."""
     require(peer, on_disk=True)
-    directory = stores.copy(peer, n_keys)
-    reopener = Reopener(peer, directory, probe=n_keys // 2)
+    run_rounds(benchmark, stores, peer, open_rounds, n_keys=n_keys)
+
+
+def reopen_after_overwrite_rounds(stores: Stores, peer: str, n_keys: int) -> Rounds:
+    """Overwrite every key of a copy of the template once (untimed), then open it and read
+    one key, each round."""
+    handle = stores.preloaded(peer, n_keys)
+    directory = handle.directory
     try:
-        rounds = reopener.rounds()
-        units = {"opens/s": 1}
-        measure(benchmark, reopener.run, ops=1, rounds=rounds, setup=reopener.setup, units=units)
-        assert reopener.found == value(n_keys // 2)
+        overwrite_all(handle, n_keys)
+        stats = store_stats(handle)
     finally:
+        handle.close()
+    reopener = Reopener(peer, directory, probe=n_keys // 2)
+
+    def check() -> None:
+        assert reopener.found == value(n_keys // 2, 1)
+
+    def close() -> None:
         reopener.setup()
         stores.remove(directory)
+
+    return Rounds(
+        run=reopener.run,
+        ops=1,
+        rounds=reopener.rounds(),
+        setup=reopener.setup,
+        check=check,
+        close=close,
+        units={"opens/s": 1},
+        info={"mmkv_stats": stats},
+    )
 
 
 @pytest.mark.benchmark(group="reopen-after-overwrite")
@@ -109,31 +155,14 @@ def test_open(benchmark: Any, stores: Stores, peer: str, n_keys: int) -> None:
 def test_reopen_after_overwrite(benchmark: Any, stores: Stores, peer: str, n_keys: int) -> None:
     """Open a store whose every key was overwritten once, and read one key."""
     require(peer, on_disk=True)
-    handle = stores.preloaded(peer, n_keys)
-    directory = handle.directory
-    try:
-        overwrite_all(handle, n_keys)
-        benchmark.extra_info["mmkv_stats"] = store_stats(handle)
-    finally:
-        handle.close()
-    reopener = Reopener(peer, directory, probe=n_keys // 2)
-    try:
-        rounds = reopener.rounds()
-        units = {"opens/s": 1}
-        measure(benchmark, reopener.run, ops=1, rounds=rounds, setup=reopener.setup, units=units)
-        assert reopener.found == value(n_keys // 2, 1)
-    finally:
-        reopener.setup()
-        stores.remove(directory)
+    run_rounds(benchmark, stores, peer, reopen_after_overwrite_rounds, n_keys=n_keys)
 
 
-@pytest.mark.benchmark(group="compact")
-@pytest.mark.parametrize("n_keys", [COMPACT_KEYS])
-@pytest.mark.parametrize("peer", FILE_PEERS)
-def test_compact(benchmark: Any, stores: Stores, peer: str, n_keys: int) -> None:
-    """Compact a store whose every key was overwritten once; MB/s of live keys and values."""
-    require(peer, on_disk=True, compactable=True)
+def compact_rounds(stores: Stores, peer: str, n_keys: int) -> Rounds:
+    """Compact a copy of the template whose every key was overwritten once (mmkv with
+    ``auto_compact=False``), each round; one open-and-read afterwards."""
     current: list[Handle] = []
+    info: dict[str, Any] = {}
 
     def discard() -> None:
         while current:
@@ -145,24 +174,40 @@ def test_compact(benchmark: Any, stores: Stores, peer: str, n_keys: int) -> None
         discard()
         handle = stores.preloaded(peer, n_keys, auto_compact=False)
         overwrite_all(handle, n_keys)
-        benchmark.extra_info["mmkv_stats_before"] = store_stats(handle)
+        info["mmkv_stats_before"] = store_stats(handle)
         current.append(handle)
 
     def run() -> None:
         current[0].compact()
 
-    try:
-        units = {"MB/s": payload_bytes(n_keys) / 1e6}
-        measure(benchmark, run, ops=1, rounds=COMPACT_ROUNDS, setup=setup, units=units)
+    def check() -> dict[str, Any]:
         handle = current.pop()
-        benchmark.extra_info["mmkv_stats_after"] = store_stats(handle)
+        info["mmkv_stats_after"] = store_stats(handle)
         handle.close()
         reopener = Reopener(peer, handle.directory, probe=n_keys // 2)
         start = time.perf_counter()
         reopener.run()
-        benchmark.extra_info["reopen_seconds"] = time.perf_counter() - start
+        info["reopen_seconds"] = time.perf_counter() - start
         reopener.setup()
         stores.remove(handle.directory)
         assert reopener.found == value(n_keys // 2, 1)
-    finally:
-        discard()
+        return info
+
+    return Rounds(
+        run=run,
+        ops=1,
+        rounds=COMPACT_ROUNDS,
+        setup=setup,
+        check=check,
+        close=discard,
+        units={"MB/s": payload_bytes(n_keys) / 1e6},
+    )
+
+
+@pytest.mark.benchmark(group="compact")
+@pytest.mark.parametrize("n_keys", [COMPACT_KEYS])
+@pytest.mark.parametrize("peer", FILE_PEERS)
+def test_compact(benchmark: Any, stores: Stores, peer: str, n_keys: int) -> None:
+    """Compact a store whose every key was overwritten once; MB/s of live keys and values."""
+    require(peer, on_disk=True, compactable=True)
+    run_rounds(benchmark, stores, peer, compact_rounds, n_keys=n_keys)

@@ -21,7 +21,8 @@ from typing import Any
 
 from .peers import Handle, open_peer
 
-#: ``MMKV_BENCH_BIG=1`` opens a store of a million keys in the open workload.
+#: ``MMKV_BENCH_BIG=1`` opens a store of a million keys in the open workload and adds the fill
+#: of a million keys.
 BIG = os.environ.get("MMKV_BENCH_BIG", "") not in ("", "0")
 
 KEY_SIZE = 16
@@ -42,6 +43,27 @@ LARGE_VALUE_SIZES = (4 * 1024, 64 * 1024)
 LARGE_KEYS = 256
 LARGE_GET_OPS = 2_000
 LARGE_ROUNDS = 3
+#: (value size, puts per round) of the large puts: 256 of each size, and 2 000 of 64 KiB.
+LARGE_PUTS = ((4 * 1024, LARGE_KEYS), (64 * 1024, LARGE_KEYS), (64 * 1024, 2_000))
+
+# The reads the per-process cache cannot answer (see test_bench_get.py).
+ONCE_KEYS = 100_000
+ONCE_MISS_OPS = 100_000  # in GET_ROUNDS rounds
+OVER_CACHE_KEYS = 100_000
+OVER_CACHE_OPS = 200_000
+OVER_CACHE_ROUNDS = 3
+OVER_CACHE_BYTES = 1 << 20
+OVER_CACHE_LARGE_SIZE = 64 * 1024
+OVER_CACHE_LARGE_KEYS = 2_000
+OVER_CACHE_LARGE_GETS = 20_000
+
+# Fills: single puts in random order into an empty store, then every key overwritten once.
+FILL_SIZES = (100_000, 1_000_000) if BIG else (100_000,)
+BIG_BATCH = 100_000  # puts in one transaction, random order
+
+# Concurrent durable writers, each its own process, for a fixed time per round.
+DURABLE_WRITERS = 4
+DURABLE_SECONDS = float(os.environ.get("MMKV_BENCH_DURABLE_SECONDS", "1"))
 
 MIX_KEYS = 100_000
 MIX_OPS = 10_000  # per process and per round
@@ -139,12 +161,24 @@ def run_ops(handle: Handle, ops: Sequence[Op]) -> None:
 class Job:
     """The work of one process: opened once, run once per round."""
 
+    handle: Handle
+
     def __init__(self, peer: str, directory: str, **options: Any) -> None:
         self.handle = open_peer(peer, directory, **options)
+
+    def describe(self) -> Any:
+        """What the parent learns when the job is ready (nothing by default)."""
+        return None
 
     def run(self) -> Any:
         """One round; the result goes back to the parent."""
         raise NotImplementedError
+
+    def call(self, command: str) -> Any:
+        """Answer one command of the parent: ``go`` runs a round."""
+        if command != "go":
+            raise ValueError(f"unknown command {command!r}")
+        return self.run()
 
     def close(self) -> None:
         """Close the store."""
@@ -200,6 +234,29 @@ class WriterJob(Job):
             puts += 32
             now = time.perf_counter()
             if now >= deadline:
+                return {"puts": puts, "seconds": now - start}
+
+
+class DurableWriterJob(Job):
+    """Durable single puts of new keys of its own for ``seconds`` per round (writer ``number``
+    writes keys from ``number * 10**8`` on); returns how many it made and the time taken."""
+
+    def __init__(self, peer: str, directory: str, number: int, seconds: float) -> None:
+        super().__init__(peer, directory, durable=True)
+        self.next, self.seconds = number * 10**8, seconds
+        self.filler = value(number)
+
+    def run(self) -> dict[str, float]:
+        put, filler, j = self.handle.put, self.filler, self.next
+        start = time.perf_counter()
+        deadline = start + self.seconds
+        while True:
+            put(key(j), filler)
+            j += 1
+            now = time.perf_counter()
+            if now >= deadline:
+                puts = j - self.next
+                self.next = j
                 return {"puts": puts, "seconds": now - start}
 
 
@@ -295,22 +352,36 @@ class CacheJob(Job):
 JOBS: dict[str, Callable[..., Job]] = {
     "mix": MixJob,
     "writer": WriterJob,
+    "durable-writer": DurableWriterJob,
     "reader": ReaderJob,
     "cache": CacheJob,
 }
 
 
-def serve(conn: Connection, job_name: str, options: dict[str, Any]) -> None:
-    """Entry point of a worker process."""
+JobKind = str | Callable[..., Job]
+
+_IN_WORKER = False
+
+
+def in_worker() -> bool:
+    """Whether this process is a worker started by :class:`Workers` (which runs one peer)."""
+    return _IN_WORKER
+
+
+def serve(conn: Connection, kind: JobKind, options: dict[str, Any]) -> None:
+    """Entry point of a worker process: ``kind`` names a job of :data:`JOBS` or is the job's
+    class; it answers every command with ``call`` until ``stop``."""
+    global _IN_WORKER
+    _IN_WORKER = True
     try:
-        job = JOBS[job_name](**options)
+        job = (JOBS[kind] if isinstance(kind, str) else kind)(**options)
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
     try:
-        conn.send(("ready", None))
-        while conn.recv() == "go":
-            conn.send(("done", job.run()))
+        conn.send(("ready", job.describe()))
+        while (command := conn.recv()) != "stop":
+            conn.send(("done", job.call(command)))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
     finally:
@@ -320,15 +391,17 @@ def serve(conn: Connection, job_name: str, options: dict[str, Any]) -> None:
 class Workers:
     """Worker processes (spawn start method), each running one job per round."""
 
-    def __init__(self, jobs: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def __init__(self, jobs: Sequence[tuple[JobKind, dict[str, Any]]]) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         self.conns: list[Connection] = []
         self.processes = []
-        for job_name, options in jobs:
+        #: What each job said when it was ready (:meth:`Job.describe`).
+        self.ready: list[Any] = []
+        for kind, options in jobs:
             parent, child = context.Pipe()
-            process = context.Process(target=serve, args=(child, job_name, options), daemon=True)
+            process = context.Process(target=serve, args=(child, kind, options), daemon=True)
             self.conns.append(parent)
             self.processes.append(process)
 
@@ -344,8 +417,7 @@ class Workers:
         try:
             for process in self.processes:
                 process.start()
-            for conn in self.conns:
-                self._receive(conn, "ready")
+            self.ready = [self._receive(conn, "ready") for conn in self.conns]
         except BaseException:
             self.__exit__()
             raise
@@ -356,6 +428,11 @@ class Workers:
         for conn in self.conns:
             conn.send("go")
         return [self._receive(conn, "done") for conn in self.conns]
+
+    def call(self, number: int, command: str) -> Any:
+        """Send ``command`` to worker ``number`` alone and return its answer."""
+        self.conns[number].send(command)
+        return self._receive(self.conns[number], "done")
 
     def __exit__(self, *exc_info: object) -> None:
         for conn in self.conns:
