@@ -3,14 +3,14 @@
 The example is the file that ``with mmkv.open(p) as db: db["a"] = b"hi"`` leaves. These tests
 read its header words, meta slots, index slot and record at the offsets the format defines,
 with ``int.from_bytes`` rather than the module's structs, and check them against
-:mod:`mmkv.format` and against each other.
-
-(``docs/reference/format.rst`` is being rewritten for format version 2; the comparison of its
-hexdumps and decoded-field tables with this file will come back with the new page.)
+:mod:`mmkv.format` and against each other; and they check that the hexdumps and the decoded
+tables of ``docs/reference/format.rst`` ("A worked example") show the bytes this file holds.
+The boot word (bytes 0x20-0x27) differs from machine to machine and is not compared.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -214,3 +214,103 @@ def test_the_example_file_is_a_sound_store_holding_one_key(example: bytes, tmp_p
         db.verify()
         assert dict(db.items()) == {"a": b"hi"}
         assert db.generation == 2
+
+
+# ------------------------------------------------------------- the page's dumps and tables
+
+FORMAT_RST = Path(__file__).resolve().parents[2] / "docs" / "reference" / "format.rst"
+BOOT_WORD = range(0x20, 0x28)
+
+
+def worked_example() -> str:
+    """The text of the section "A worked example", up to the next heading."""
+    text = FORMAT_RST.read_text()
+    start = text.index("\nA worked example\n")
+    after = re.compile(r"\n[^\n]+\n-{3,}\n").search(text, start + 20)
+    return text[start : after.start() if after else len(text)]
+
+
+def dumps() -> list[tuple[int, int, bytes]]:
+    """Every ``hexdump -C`` block of the section: (start, length, the bytes it shows)."""
+    found = []
+    blocks = re.findall(
+        r"\$ hexdump -C(?: -s (\S+))? -n (\d+) example\.mmkv\n((?:   [0-9a-f*].*\n)+)",
+        worked_example(),
+    )
+    for skip, count, body in blocks:
+        start, length = int(skip or "0", 0), int(count)
+        out = bytearray()
+        last = b""
+        lines = [line.strip() for line in body.splitlines()]
+        for i, line in enumerate(lines):
+            if line == "*":
+                upto = int(lines[i + 1].split()[0], 16) - start
+                while len(out) < upto:
+                    out += last
+                continue
+            fields = line.split("|")[0].split()
+            offset = int(fields[0], 16) - start
+            assert offset == len(out), f"dump line {line!r} out of sequence"
+            last = bytes(int(x, 16) for x in fields[1:])
+            out += last
+        assert len(out) == length, f"the dump at {start:#x} shows {len(out)} bytes, not {length}"
+        found.append((start, length, bytes(out)))
+    return found
+
+
+def test_the_page_shows_four_dumps_of_the_example() -> None:
+    """The header page, the table header, the slot and the record."""
+    assert [(start, length) for start, length, _ in dumps()][:3] == [
+        (0, 640),
+        (4096, 64),
+        (0x1070, 16),
+    ]
+    assert len(dumps()) == 4
+
+
+def test_every_dump_on_the_page_shows_the_bytes_of_the_example(example: bytes) -> None:
+    for start, length, shown in dumps():
+        for i in range(length):
+            if start + i in BOOT_WORD:
+                continue
+            assert shown[i] == example[start + i], (
+                f"format.rst shows {shown[i]:#04x} at {start + i:#x}; the file holds "
+                f"{example[start + i]:#04x}"
+            )
+
+
+_WIDTH = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "f64": 8}
+
+
+def table_rows() -> list[tuple[int, str, str, str]]:
+    """(offset, type, field, value) of every row of the section's decoded tables."""
+    rows = re.findall(
+        r"   \* - ``0x([0-9a-f]+)``\n     - ``([^`]+)``\n     - (.+)\n     - (.+)\n",
+        worked_example(),
+    )
+    return [(int(off, 16), typ, field, value) for off, typ, field, value in rows]
+
+
+def test_the_decoded_tables_name_the_values_the_file_holds(example: bytes) -> None:
+    """Each row's value, where it starts with a number, is the number at its offset."""
+    rows = table_rows()
+    assert len(rows) >= 40, "the decoded tables were not found"
+    checked = 0
+    for offset, typ, field, value in rows:
+        if offset in BOOT_WORD:
+            continue
+        if typ.startswith("bytes["):
+            shown = bytes.fromhex(value.strip("` ").split("``")[0])
+            assert example[offset : offset + len(shown)] == shown, field
+            checked += 1
+            continue
+        number = re.match(r"``(0x[0-9a-f]+|-?\d+)``", value)
+        if number is None or typ not in _WIDTH:
+            continue
+        if typ == "f64":
+            held: float = struct.unpack_from("<d", example, offset)[0]
+        else:
+            held = u(example, offset, _WIDTH[typ])
+        assert held == int(number.group(1), 0), f"{field} at {offset:#x}: the file holds {held}"
+        checked += 1
+    assert checked >= 40
