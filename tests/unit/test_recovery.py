@@ -487,3 +487,26 @@ def test_a_power_loss_recovery_that_died_before_publishing_is_redone_with_the_ta
         db["k4"] = b"again"
         assert db["k4"] == b"again"
         db.verify()
+
+
+@pytest.mark.parametrize("durability", ["async", "sync"])
+def test_after_a_power_loss_the_generation_is_past_every_one_seen_even_from_an_old_header(
+    store_path: Path, durability: str
+) -> None:
+    """The header page reached the disk as it was two commits in, the log as it was at the
+    end: whatever state comes back, its generation is past every generation a process saw
+    before the power loss, so that no number names two states."""
+    shots, seen = [], []
+    with mmkv.open(store_path, durability=durability, auto_compact=False) as db:
+        for i in range(5):
+            db[f"k{i}"] = bytes([i]) * 5000
+            shots.append(store_path.read_bytes())
+            seen.append(db.generation)
+    store_path.write_bytes(reverted(shots[-1], shots[1], [0]))
+    with effects.use(OtherBoot()), mmkv.open(store_path) as db:
+        assert db.generation > max(seen)
+        # sync: the trailers roll it forward to every commit; async: the header's state.
+        expected = 5 if durability == "sync" else 2
+        assert sorted(db.keys()) == [f"k{i}" for i in range(expected)]
+        assert db.changed_since(max(seen)) is None
+        db.verify()
