@@ -40,8 +40,15 @@ def _starts(prefix: str | bytes, key: object) -> bool:
 
 
 def check_prefix(prefix: object) -> None:
+    """A prefix is None, bytes, or a str that UTF-8 can encode, as a key must be (checked
+    here, when the view is made, rather than when it is first iterated)."""
     if prefix is not None and not isinstance(prefix, (str, bytes)):
         raise TypeError(f"a prefix must be str or bytes, not {type(prefix).__name__}")
+    if isinstance(prefix, str):
+        try:
+            prefix.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"prefix cannot be encoded as UTF-8: {exc}") from None
 
 
 def matches(prefix: str | bytes | None, kt: int, kb: bytes) -> bool:
@@ -173,8 +180,9 @@ class Namespace(MutableMapping[Any, Any]):
     """
 
     def __init__(self, store: Store, prefix: str | bytes) -> None:
-        if not isinstance(prefix, (str, bytes)):
-            raise TypeError(f"a prefix must be str or bytes, not {type(prefix).__name__}")
+        if prefix is None:
+            raise TypeError("a prefix must be str or bytes, not NoneType")
+        check_prefix(prefix)
         self.store = store
         self.prefix = prefix
 

@@ -277,6 +277,21 @@ def test_keys_with_a_str_prefix_never_match_bytes_keys(mixed: mmkv.Store) -> Non
     assert len(mixed.keys(prefix="")) == 5
 
 
+def test_a_prefix_utf_8_cannot_encode_is_a_value_error_when_the_view_is_made(
+    mixed: mmkv.Store,
+) -> None:
+    """As a key would be: at the call, not when the view is first iterated."""
+    for make in (
+        lambda: mixed.keys(prefix="\ud800"),
+        lambda: mixed.items(prefix="\ud800"),
+        lambda: mixed.clear(prefix="\ud800"),
+        lambda: mixed.namespace("\ud800"),
+    ):
+        with pytest.raises(ValueError, match="UTF-8"):
+            make()
+    assert len(mixed) > 0
+
+
 def test_keys_with_a_prefix_is_a_view_with_membership(mixed: mmkv.Store) -> None:
     view = mixed.keys(prefix="user:")
     assert "user:1" in view
