@@ -1,7 +1,8 @@
 """Mixed and concurrent workloads in worker processes (``spawn``).
 
 * ``mix-90-9-1``: 90 % gets, 9 % puts, 1 % deletes over 100 000 keys, in 1 and in 2
-  processes sharing one store; a round is every process running its 10 000 operations, and
+  processes sharing one store; a round is every process running its 10 000 operations (a new
+  random draw of keys every round, so that no round replays the keys of the one before), and
   ops/s counts the operations of all processes over the wall time of the round.
 * ``1-writer-2-readers``: one process overwrites keys as fast as it can for a fixed time while
   two others read random keys; every value read is checked against what the writer could
@@ -51,6 +52,7 @@ def test_mix(benchmark: Any, stores: Stores, peer: str, processes: int) -> None:
                 "n_keys": MIX_KEYS,
                 "n_ops": MIX_OPS,
                 "seed": 100 + number,
+                "rounds": MIX_ROUNDS,
             },
         )
         for number in range(processes)

@@ -186,17 +186,21 @@ class Job:
 
 
 class MixJob(Job):
-    """``n_ops`` operations of the 90/9/1 mix per round; returns the seconds they took."""
+    """``n_ops`` operations of the 90/9/1 mix per round, a new random draw every round (drawn
+    before the first); returns the seconds they took."""
 
-    def __init__(self, peer: str, directory: str, n_keys: int, n_ops: int, seed: int) -> None:
+    def __init__(
+        self, peer: str, directory: str, n_keys: int, n_ops: int, seed: int, rounds: int
+    ) -> None:
         super().__init__(peer, directory)
         if self.handle.in_memory:
             fill(self.handle, n_keys)
-        self.ops = mix_ops(n_ops, n_keys, seed)
+        self.rounds = [mix_ops(n_ops, n_keys, seed * 1000 + number) for number in range(rounds)]
 
     def run(self) -> float:
+        ops = self.rounds.pop(0)
         start = time.perf_counter()
-        run_ops(self.handle, self.ops)
+        run_ops(self.handle, ops)
         return time.perf_counter() - start
 
 
