@@ -407,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(suppress=False)],
     )
-    parser.add_argument("--version", action="version", version=f"mmkv {mmkv.__version__}")
+    core = "compiled core" if mmkv.CORE == "compiled" else "pure-Python core"
+    parser.add_argument("--version", action="version", version=f"mmkv {mmkv.__version__} ({core})")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     _add_key_verbs(verbs)
     _add_store_verbs(verbs)

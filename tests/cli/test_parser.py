@@ -49,9 +49,14 @@ def test_top_level_help_lists_every_verb_and_the_exit_codes(cli: Cli) -> None:
         assert f"\n  {code} " in out
 
 
-def test_version_prints_the_package_version(cli: Cli) -> None:
-    """`mmkv --version` prints "mmkv" and mmkv.__version__."""
-    assert cli.ok(cli.run("--version")) == f"mmkv {mmkv.__version__}\n".encode()
+def test_version_prints_the_package_version_and_the_core(cli: Cli) -> None:
+    """`mmkv --version` prints "mmkv", mmkv.__version__ and which core runs; with
+    MMKV_PURE_PYTHON=1 that is the pure-Python one."""
+    core = "compiled core" if mmkv.CORE == "compiled" else "pure-Python core"
+    assert cli.ok(cli.run("--version")) == f"mmkv {mmkv.__version__} ({core})\n".encode()
+    cli.env["MMKV_PURE_PYTHON"] = "1"
+    pure = f"mmkv {mmkv.__version__} (pure-Python core)\n".encode()
+    assert cli.ok(cli.run("--version")) == pure
 
 
 @pytest.mark.parametrize(
