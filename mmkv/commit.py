@@ -1,24 +1,18 @@
-"""The one commit point, and the general path's publishing steps before it.
+"""The general path's publishing steps before the commit point.
 
 :func:`publish` finishes a transaction's commit: a new index table if the old one would pass
-half full, a COMMIT trailer for a durable commit, and then :func:`commit_point`, which every
-commit ends with — the fused single put of :meth:`mmkv.writer.Writer.put_one` too: the slot
-stores, the meta into the slot that does not hold the published one, the published word (the
-commit point), and the new view (steps 4 to 8 of "The commit, in order" in
-``docs/reference/format.rst``).
+three-quarters full, a COMMIT trailer for a durable commit, and then
+:func:`mmkv.session.commit_point`, which every commit ends with (steps 4 to 8 of "The commit,
+in order" in ``docs/reference/format.rst``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from . import effects as _effects
 from .format import (
-    META_OFFSETS,
     PUT,
     TRAILER_SIZE,
-    W_PUBLISHED,
     Meta,
     chain_step,
     encode_table_header,
@@ -28,11 +22,14 @@ from .format import (
 )
 from .index import capacity_for, empty_slot, find_word, fits, rehash
 from .log import H_HASH, H_KIND
+from .session import commit_point
 from .txn import P_CSIZE, P_HASH, P_KIND, P_OFF, P_PREV, P_SLOT, Txn, append, effects, header_at
 from .view import View
 
 if TYPE_CHECKING:
     from .session import Session
+
+__all__ = ["commit_point", "publish"]
 
 
 def publish(session: Session, sync: bool, txn: Txn) -> View:
@@ -72,36 +69,6 @@ def publish(session: Session, sync: bool, txn: Txn) -> View:
         txn.pos += TRAILER_SIZE
     new = _meta_for(txn, index_offset, capacity, used, keys, ttls, live, dead, expired)
     return commit_point(session, view, stores, new, pending.keys())
-
-
-def commit_point(
-    session: Session,
-    view: View,
-    stores: Iterable[tuple[int, int]],
-    meta: Meta,
-    written: Iterable[tuple[int, bytes]],
-) -> View:
-    """How every commit ends, written once: the slot stores, the meta into the slot that does
-    not hold the published one, the published word (**the commit point**), and the new view.
-
-    ``stores`` are ``(word index, word)``; ``written`` the keys of the commit, for the cache.
-    """
-    file = view.file
-    eff = _effects.current
-    fd = file.fd
-    mapping = file.mapping
-    words = mapping.words
-    eff.store_many(fd, words, stores)
-    slot = 1 - view.slot
-    eff.write(fd, mapping.mm, META_OFFSETS[slot], meta.encode())
-    eff.store(fd, words, W_PUBLISHED, meta.gen)  # the commit point
-    old = view.meta
-    same_table = meta.index_offset == old.index_offset and meta.index_capacity == old.index_capacity
-    if meta.log_end > mapping.size:
-        mapping = file.map_through(meta.log_end)
-    new = View(file, mapping, meta, slot, view.geom if same_table else None)
-    session.install(new, written, view.gen)
-    return new
 
 
 def _meta_for(

@@ -75,6 +75,7 @@ from .log import (
     valid_run,
 )
 from .mmfile import MappedFile
+from .session import commit_point
 from .view import View, find
 
 if TYPE_CHECKING:
@@ -124,35 +125,25 @@ def repair(session: Session, view: View) -> View:
     used = sum(1 for i in range(base, base + geom[1] + 1) if words[i])
     if used == meta.index_used:
         return view
-    return _publish(
-        session, view, meta._replace(index_used=used, commit_start=meta.log_end), mapping
-    )
+    return _publish(session, view, meta._replace(index_used=used, commit_start=meta.log_end))
 
 
-def _publish(
-    session: Session, view: View, meta: Meta, mapping: object, *, reboot: bool = False
-) -> View:
-    """Publish ``meta`` (gen set here) as a commit that wrote no records.
+def _publish(session: Session, view: View, meta: Meta, *, reboot: bool = False) -> View:
+    """Publish ``meta`` (gen set here) as a commit that wrote no records: claim a generation,
+    then end as every commit does, at :func:`~mmkv.session.commit_point`.
 
     After a reboot (``reboot``) the generation jumps by 2**32: processes that died with the
     machine may have seen generations that never reached the disk, and the store's must never
     go back for anyone who remembers one; the history before it is dropped (``base_gen``), as
     it may name states that are gone."""
     words = view.words
-    eff = _effects.current
-    fd = view.file.fd
     gen = max(words[W_CLAIMED], words[W_PUBLISHED] & GEN_MASK, meta.gen)
     gen += REBOOT_STEP if reboot else 1
-    eff.store(fd, words, W_CLAIMED, gen)
+    _effects.current.store(view.file.fd, words, W_CLAIMED, gen)
     meta = meta._replace(gen=gen)
     if reboot:
         meta = meta._replace(base_gen=gen, history_start=meta.log_end)
-    slot = 1 - view.slot
-    eff.write(fd, view.file.mapping.mm, META_OFFSETS[slot], meta.encode())
-    eff.store(fd, words, W_PUBLISHED, gen)
-    new = View(view.file, view.file.map_through(meta.log_end), meta, slot)
-    session.install(new)
-    return new
+    return commit_point(session, view, (), meta, None)
 
 
 # ---------------------------------------------------------------------- power loss
@@ -232,7 +223,7 @@ def after_power_loss(session: Session, view: View) -> View:
     state = View(file, mapping, best, view.slot)
     fixed = _fix_index(state, durable)
     meta = best._replace(commit_start=best.log_end) if fixed is None else fixed
-    new = _publish(session, state, meta, mapping, reboot=True)
+    new = _publish(session, state, meta, reboot=True)
     _finish(file, new, new.meta)
     return new
 

@@ -16,11 +16,20 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 
 from . import builder, effects
 from .cache import ReadCache
 from .errors import CorruptionError, Error
-from .format import HEADER_SIZE, W_BOOT, boot_word_ok, check_preamble
+from .format import (
+    HEADER_SIZE,
+    META_OFFSETS,
+    W_BOOT,
+    W_PUBLISHED,
+    Meta,
+    boot_word_ok,
+    check_preamble,
+)
 from .locking import WriterLock
 from .mmfile import MappedFile, open_regular
 from .view import View, load
@@ -227,3 +236,36 @@ class Session:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def commit_point(
+    session: Session,
+    view: View,
+    stores: Iterable[tuple[int, int]],
+    meta: Meta,
+    written: Iterable[tuple[int, bytes]] | None,
+) -> View:
+    """How every commit ends, written once: the slot stores, the meta into the slot that does
+    not hold the published one, the published word (**the commit point**), and the new view.
+    Transactions (:func:`mmkv.commit.publish`), the fused single put
+    (:meth:`mmkv.writer.Writer.put_one`) and recovery's own commits all end here.
+
+    ``stores`` are ``(word index, word)``; ``written`` the keys of the commit, for the cache
+    (None: unknown, so the cache scans the log, or clears when the log went back).
+    """
+    file = view.file
+    eff = effects.current
+    fd = file.fd
+    mapping = file.mapping
+    words = mapping.words
+    eff.store_many(fd, words, stores)
+    slot = 1 - view.slot
+    eff.write(fd, mapping.mm, META_OFFSETS[slot], meta.encode())
+    eff.store(fd, words, W_PUBLISHED, meta.gen)  # the commit point
+    old = view.meta
+    same_table = meta.index_offset == old.index_offset and meta.index_capacity == old.index_capacity
+    if meta.log_end > mapping.size:
+        mapping = file.map_through(meta.log_end)
+    new = View(file, mapping, meta, slot, view.geom if same_table else None)
+    session.install(new, written, view.gen)
+    return new

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from . import effects as _effects
 from . import recovery
-from .commit import commit_point, publish
+from .commit import publish
 from .errors import Error, LockTimeout
 from .format import (
     DURABLE_OFFSET,
@@ -48,6 +48,7 @@ from .format import (
     slot_word,
 )
 from .index import empty_slot, fits
+from .session import commit_point
 from .txn import (
     _PADS,
     Txn,
