@@ -42,6 +42,11 @@ class CorruptionError(Error):
             detail += f"; run `mmkv verify {path}`, and `mmkv recover` to salvage"
         super().__init__(detail)
 
+    def with_path(self, path: str) -> CorruptionError:
+        """The same error about the store at ``path`` (offset, key and reason kept), for a
+        check made below the layer that knows the path."""
+        return CorruptionError(self.reason, offset=self.offset, key=self.key, path=path)
+
 
 class ReadOnlyError(Error, PermissionError):
     """A write was attempted on a store opened with ``readonly=True``."""

@@ -61,7 +61,7 @@ def verify(view: View) -> None:
         _verify(view)
     except CorruptionError as exc:
         if exc.path is None:
-            raise CorruptionError(str(exc), path=view.file.path) from None
+            raise exc.with_path(view.file.path) from None
         raise
 
 

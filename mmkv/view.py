@@ -354,7 +354,7 @@ def slot_record(view: View, i: int) -> tuple[int, Header, bytes] | None:
             if off >= view.log_end and words[base + i] != w:
                 continue  # rewritten under us by a repair: look again
             if exc.path is None:
-                raise CorruptionError(str(exc), path=view.file.path) from None
+                raise exc.with_path(view.file.path) from None
             raise
         if off >= view.log_end and words[base + i] != w:
             continue
