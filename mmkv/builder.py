@@ -2,7 +2,9 @@
 
 A new file is written beside its final path under a temporary name, fsynced, and only then
 renamed into place by the caller, so a crash leaves either no new file at the path or a
-complete one (the temporary file is garbage the next compaction removes).
+complete one. A crash can leave the temporary file behind: the next compaction removes a
+dead compaction's (``REAL.compact-PID``); one left by a creation or a salvage
+(``.new-PID``) stays until deleted by hand, since a live creator may still be using its own.
 """
 
 from __future__ import annotations
