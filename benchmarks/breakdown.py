@@ -18,7 +18,6 @@ import shutil
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -76,12 +75,6 @@ def main() -> None:
                     best(lambda k: read(base, mask, shift, log_end, KEY_BYTES, k, now), keys),
                 )
             )
-        rows.append(
-            (
-                "  key hash (zlib.crc32) and time.time()",
-                best(lambda k: (zlib.crc32(k, KEY_BYTES), time.time()), keys),
-            )
-        )
     with mmkv.Store(path) as db:
         # keys read once: each pass reads keys no pass read before
         slices = [keys[i::PASSES] for i in range(PASSES)]

@@ -15,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
+#include <time.h>
 
 #include "_crc.h"
 
@@ -164,9 +165,17 @@ static int probe(Map *self, uint64_t base, uint64_t mask, unsigned shift, uint64
     return 0;
 }
 
+/* The wall clock, as time.time() reads it (CLOCK_REALTIME). */
+static double wall_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* Map.read(base, mask, shift, log_end, key_type, key_bytes, now): mmkv.view.read, with the
- * hash computed here. (value type, value bytes, expires_at, offset); False when the key is
- * absent or expired at the view's state; None: ask the reference path. */
+ * hash computed here, and the clock read here only when now is None and the record has an
+ * expiry. (value type, value bytes, expires_at, offset); False when the key is absent or
+ * expired at the view's state; None: ask the reference path. */
 static PyObject *map_read(Map *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError, "read(base, mask, shift, log_end, kt, kb, now)");
@@ -182,8 +191,12 @@ static PyObject *map_read(Map *self, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "key bytes must be bytes");
         return NULL;
     }
-    double now = PyFloat_AsDouble(args[6]);
-    if (now == -1.0 && PyErr_Occurred()) return NULL;
+    const int have_now = args[6] != Py_None;
+    double now = 0.0;
+    if (have_now) {
+        now = PyFloat_AsDouble(args[6]);
+        if (now == -1.0 && PyErr_Occurred()) return NULL;
+    }
     const unsigned char *kb = (const unsigned char *)PyBytes_AS_STRING(args[5]);
     uint64_t klen = (uint64_t)PyBytes_GET_SIZE(args[5]);
     if (kt > 255) Py_RETURN_NONE;
@@ -213,7 +226,7 @@ static PyObject *map_read(Map *self, PyObject *const *args, Py_ssize_t nargs) {
         Py_RETURN_NONE;
     }
     double exp = rdf64(r + F_EXP);
-    if (exp != 0.0 && exp <= now) Py_RETURN_FALSE;
+    if (exp != 0.0 && exp <= (have_now ? now : wall_clock())) Py_RETURN_FALSE;
     uint64_t vlen = rd32(r + F_VLEN);
     uint64_t total = align8(RECORD_SIZE + klen + vlen);
     if (total > size - off) Py_RETURN_NONE;

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import msgpack
 
+from .errors import CorruptionError
 from .format import (
     KEY_BYTES,
     KEY_STR,
@@ -59,8 +60,6 @@ def decode_key(key_type: int, key_bytes: bytes) -> str | bytes:
         try:
             return key_bytes.decode("utf-8")
         except UnicodeDecodeError:
-            from .errors import CorruptionError
-
             raise CorruptionError("stored key is not valid UTF-8") from None
     return key_bytes
 
@@ -144,8 +143,6 @@ def expiry(ttl: object) -> float:
 def decode_stored(vt: int, data: bytes, off: int, key: object, path: str) -> Any:
     """A value read from the store; CorruptionError naming the record if it does not decode
     (its checksum matched, so this is damage made before the checksum, or a foreign file)."""
-    from .errors import CorruptionError
-
     try:
         if vt == VALUE_BYTES:
             return data

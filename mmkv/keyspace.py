@@ -19,10 +19,11 @@ from collections.abc import ValuesView as _ValuesView
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from .codec import encode_key, encode_value, expiry
+from .codec import decode_key, encode_key, encode_value, expiry
 from .format import KEY_BYTES, KEY_STR, PUT
 from .log import H_EXP, H_VTYPE
 from .txn import stage
+from .view import value_bytes
 
 if TYPE_CHECKING:
     from .protocols import StoreLike as Store
@@ -70,8 +71,6 @@ class KeysView(_KeysView[Any]):
         self._prefix = prefix
 
     def __iter__(self) -> Iterator[Any]:
-        from .codec import decode_key
-
         for kt, kb, _, _, _ in list(self._store._pairs(self._prefix)):
             yield decode_key(kt, kb)
 
@@ -165,8 +164,6 @@ def touch(store: Store, key: str | bytes, ttl: float | None) -> bool:
         if found is None:
             return False
         view, off, hdr = found
-        from .view import value_bytes
-
         data = value_bytes(view, off, hdr, key)
         stage(txn, PUT, kt, kb, hdr[H_VTYPE], data, exp)
         return True

@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 import weakref
-import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from collections.abc import MutableMapping as _MutableMapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -58,7 +57,6 @@ if TYPE_CHECKING:
 _DURABILITY = ("async", "sync")
 _time = time.time
 _get_ident = threading.get_ident
-_crc32 = zlib.crc32
 DEFAULT_CACHE_BYTES = 32 << 20
 _NOTHING: Any = object()  # "absent", as a default that is never a stored value
 
@@ -209,7 +207,7 @@ class Store(_MutableMapping[str | bytes, Any]):
             if view.words[2] != view.gen:
                 view = session.refresh()
             cacheable = type(key) is str or type(key) is bytes
-        found = read(view, kt, kb, _crc32(kb, kt), _time())
+        found = read(view, kt, kb)
         if found is None:
             if cacheable:
                 self._cache.insert(key, view.gen, ABSENT)

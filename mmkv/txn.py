@@ -29,6 +29,8 @@ from .format import (
     PUT,
     RECORD,
     RECORD_SIZE,
+    SLOT_OFFSET_MASK,
+    VACANT,
     VALUE_BYTES,
     chain_step,
     slot_word,
@@ -343,8 +345,6 @@ def purge_expired(txn: Txn, now: float) -> None:
     base, mask, _ = view.geom
     pending = txn.pending
     buffer = txn.buffer
-    from .format import SLOT_OFFSET_MASK, VACANT
-
     for i in range(base, base + mask + 1):
         word = words[i]
         if not word or word == VACANT:

@@ -62,6 +62,7 @@ from .mmfile import MappedFile, Mapping
 
 _unpack_header = RECORD.unpack_from
 _crc32 = zlib.crc32
+_time = time.time
 _RETRIES = 64
 _NOT_RECORDS = (TABLE, COMMIT)
 
@@ -282,16 +283,19 @@ def lookup(view: View, kt: int, kb: bytes, h: int) -> tuple[int, Header | None]:
 
 
 def read(
-    view: View, kt: int, kb: bytes, h: int, now: float
+    view: View, kt: int, kb: bytes, now: float | None = None
 ) -> tuple[int, bytes, float, int] | None:
     """The key's value in the view's state, as ``(value type, value bytes, expires_at,
-    offset)``, its checksum verified; None when the key is absent (or expired) there."""
+    offset)``, its checksum verified; None when the key is absent (or expired) there. Expiry
+    is judged at ``now``; None: at the clock when the record is read (the compiled core reads
+    it only for a record that has an expiry)."""
     core = view.core
     if core is not None:
         base, mask, shift = view.geom
         answer = core.read(base, mask, shift, view.log_end, kt, kb, now)
         if answer is not None:  # None: a case the compiled core leaves to the code below
             return answer or None
+    h = _crc32(kb, kt)
     found = _probe(view, kt, kb, h)
     _, off, hdr = find(view, kt, kb, h) if found is None else found
     if hdr is None:
@@ -303,7 +307,7 @@ def read(
     if hdr[H_KIND] != PUT:
         return None
     exp = hdr[H_EXP]
-    if exp and exp <= now:
+    if exp and exp <= (_time() if now is None else now):
         return None
     klen = hdr[H_KLEN]
     vlen = hdr[H_VLEN]

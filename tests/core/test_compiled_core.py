@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -45,16 +46,16 @@ def reference_view(view: View) -> View:
     return View(view.file, plain, view.meta, view.slot, view.geom)
 
 
-def reference_read(view: View, kt: int, kb: bytes, now: float) -> Any:
+def reference_read(view: View, kt: int, kb: bytes, now: float | None) -> Any:
     """("value", answer) or ("absent",) or ("corrupt",) from the pure-Python read."""
     try:
-        answer = view_read(reference_view(view), kt, kb, zlib.crc32(kb, kt), now)
+        answer = view_read(reference_view(view), kt, kb, now)
     except CorruptionError:
         return ("corrupt",)
     return ("absent",) if answer is None else ("value", answer)
 
 
-def compiled_read(view: View, kt: int, kb: bytes, now: float) -> Any:
+def compiled_read(view: View, kt: int, kb: bytes, now: float | None) -> Any:
     base, mask, shift = view.geom
     answer = view.core.read(base, mask, shift, view.log_end, kt, kb, now)
     if answer is None:
@@ -122,7 +123,7 @@ def test_reads_answer_as_the_reference_at_every_kept_state(tmp_path: Path, seed:
     the reference's answer. Through the newest view it answers every case itself; an older
     view's mapping may end before a newer record, which it hands back."""
     rng = random.Random(seed)
-    now_values = [1.0, 9e18]
+    now_values = [1.0, 9e18, None]  # None: the clock (3600 s ttls are live there)
     with mmkv.open(tmp_path / "s.mmkv", auto_compact=False, cache_bytes=0) as db:
         keys = workload(db, rng, 200)
         views = []
@@ -147,6 +148,23 @@ def test_reads_answer_as_the_reference_at_every_kept_state(tmp_path: Path, seed:
                     answered += 1
                     assert mine == theirs, (view, kt, kb, now)
         assert answered > handed_back, (answered, handed_back)
+
+
+def test_a_read_without_now_judges_expiry_at_the_clock(tmp_path: Path) -> None:
+    """``now=None`` (what a get passes): the compiled core reads the clock for a record with
+    an expiry, and answers as the reference does before and after that expiry."""
+    with mmkv.open(tmp_path / "s.mmkv", cache_bytes=0) as db:
+        db.put("soon", b"v", ttl=0.5)
+        db.put("later", b"w", ttl=3600)
+        db["never"] = b"x"
+        view = db._s.current()
+        keys = [(fmt.KEY_STR, k) for k in (b"soon", b"later", b"never")]
+        before = [compiled_read(view, kt, kb, None) for kt, kb in keys]
+        assert [answer[0] for answer in before] == ["value", "value", "value"]
+        time.sleep(0.6)
+        after = [compiled_read(view, kt, kb, None) for kt, kb in keys]
+        assert after == [("absent",), before[1], before[2]]
+        assert after == [reference_read(view, kt, kb, None) for kt, kb in keys]
 
 
 def test_the_writer_probe_answers_as_the_reference(tmp_path: Path) -> None:
@@ -198,7 +216,7 @@ def test_damaged_files_never_get_an_answer_the_reference_would_not_give(
         with mmkv.open(damaged, readonly=True, cache_bytes=0) as ref:
             view = reference_view(ref._s.current())
             try:
-                theirs = view_read(view, kt, kb, zlib.crc32(kb, kt), 1.0)
+                theirs = view_read(view, kt, kb, 1.0)
             except CorruptionError:
                 theirs = "corrupt"
         if theirs == "corrupt":

@@ -204,7 +204,7 @@ def test_find_passes_a_vacant_slot_and_never_reports_it_as_the_empty_slot(
     assert V.value_bytes(view, off, hdr) == b"second"
     assert V.find(view, KEY_STR, a, h(a)) == ((home + 2) % 1024, 0, None)
     assert V.lookup(view, KEY_STR, a, h(a)) == (0, None)
-    assert V.read(view, KEY_STR, a, h(a), time.time()) is None
+    assert V.read(view, KEY_STR, a, time.time()) is None
     assert V.slot_record(view, home) is None
     assert [kb for _, kb, _, _ in V.snapshot(view)] == [other]
 
@@ -255,14 +255,14 @@ def test_an_old_view_walks_prev_back_to_the_record_of_its_state(store_path: Path
         assert hdr1 is not None and first < old.log_end
         assert V.value_bytes(old, first, hdr1) == b"v1"
         assert V.lookup(old, KEY_STR, b"k", h(b"k")) == (first, hdr1)
-        found = V.read(old, KEY_STR, b"k", h(b"k"), time.time())
+        found = V.read(old, KEY_STR, b"k", time.time())
         assert found is not None and found[1] == b"v1" and found[3] == first
         _, off_new, hdr_new = V.find(old, KEY_STR, b"new", h(b"new"))
         assert hdr_new is not None
         assert V.committed(old, off_new, hdr_new) == (0, None)
         assert V.lookup(old, KEY_STR, b"new", h(b"new")) == (0, None)
         now = db._s.current()
-        assert V.read(now, KEY_STR, b"k", h(b"k"), time.time())[1] == b"v3"  # type: ignore[index]
+        assert V.read(now, KEY_STR, b"k", time.time())[1] == b"v3"  # type: ignore[index]
 
 
 def test_committed_returns_a_record_below_log_end_unchanged(store_path: Path) -> None:
@@ -354,7 +354,7 @@ def test_value_bytes_checks_the_record_crc(store_path: Path) -> None:
             V.value_bytes(view, off, hdr, "k")
         assert (info.value.offset, info.value.key) == (off, "k")
         with pytest.raises(mmkv.CorruptionError):
-            V.read(view, KEY_STR, b"k", h(b"k"), time.time())
+            V.read(view, KEY_STR, b"k", time.time())
 
 
 def test_read_gives_none_for_absent_deleted_and_expired_keys(store_path: Path) -> None:
@@ -367,11 +367,11 @@ def test_read_gives_none_for_absent_deleted_and_expired_keys(store_path: Path) -
         time.sleep(0.02)
         view = db._s.current()
         now = time.time()
-        found = V.read(view, KEY_STR, b"k", h(b"k"), now)
+        found = V.read(view, KEY_STR, b"k", now)
         assert found is not None
         assert (found[0], found[1], found[2]) == (fmt.VALUE_STR, b"text", 0.0)
         for key in (b"t", b"d", b"never"):
-            assert V.read(view, KEY_STR, key, h(key), now) is None
+            assert V.read(view, KEY_STR, key, now) is None
 
 
 def test_slot_record_and_snapshot_list_the_keys_of_the_view_state(store_path: Path) -> None:
