@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 cachelib = pytest.importorskip("cachelib", reason="the cachelib backend needs cachelib")
+NOT_INSTALLED = "%s is not installed (the test extra has it)"
 
 from cache_children import Children  # noqa: E402
 from cachelib.serializers import BaseSerializer, JSONSerializer  # noqa: E402
@@ -582,8 +583,8 @@ def test_flask_caching_configures_the_backend(tmp_path: Path) -> None:
     """With Flask-Caching installed: ``CACHE_TYPE`` naming the class, the path in
     ``CACHE_ARGS`` and the store's options in ``CACHE_OPTIONS`` give an ``MmkvCache``, and
     ``@cache.memoize`` caches in the store."""
-    flask = pytest.importorskip("flask", reason="Flask-Caching is not installed")
-    flask_caching = pytest.importorskip("flask_caching", reason="Flask-Caching is not installed")
+    flask = pytest.importorskip("flask", reason=NOT_INSTALLED % "Flask-Caching")
+    flask_caching = pytest.importorskip("flask_caching", reason=NOT_INSTALLED % "Flask-Caching")
     path = str(tmp_path / "flask.mmkv")
     app = flask.Flask("mmkv-test")
     app.config.update(
@@ -616,8 +617,8 @@ def test_flask_caching_configures_the_backend(tmp_path: Path) -> None:
 def test_flask_session_stores_sessions(tmp_path: Path) -> None:
     """With Flask-Session installed: ``SESSION_TYPE = "cachelib"`` with an ``MmkvCache`` keeps
     a session across requests."""
-    flask = pytest.importorskip("flask", reason="Flask-Session is not installed")
-    flask_session = pytest.importorskip("flask_session", reason="Flask-Session is not installed")
+    flask = pytest.importorskip("flask", reason=NOT_INSTALLED % "Flask-Session")
+    flask_session = pytest.importorskip("flask_session", reason=NOT_INSTALLED % "Flask-Session")
     app = flask.Flask("mmkv-test")
     backend = MmkvCache(tmp_path / "sessions.mmkv", key_prefix="session:")
     app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=backend, SECRET_KEY="test")
