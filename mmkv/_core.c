@@ -346,7 +346,8 @@ static PyObject *map_put_alone(Map *self, PyObject *const *args, Py_ssize_t narg
     live = live + size - csize;
     if (csize && prev < cursor) expired -= csize; /* as in txn.effects() */
     if (max_bytes && live - expired > max_bytes) Py_RETURN_NONE;
-    if (!found && 2 * (used + 1) > capacity) Py_RETURN_NONE;
+    /* A new key must leave the index at most three quarters full: mmkv.index.fits. */
+    if (!found && 4 * (used + 1) > 3 * capacity) Py_RETURN_NONE;
     /* The empty slot for a new key: the probe stopped at it. */
     if (!found) used += 1;
     /* The record, into the mapping past log_end (as mmkv.format.encode_record lays it). */

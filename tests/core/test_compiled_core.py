@@ -227,6 +227,43 @@ def test_damaged_files_never_get_an_answer_the_reference_would_not_give(
     mm.close()
 
 
+def test_the_compiled_put_commits_every_put_the_python_fused_path_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fill of new keys, each its own put: the compiled ``put_alone`` makes every put that
+    grows neither the index nor the file, up to the load ``mmkv.index.fits`` allows. The
+    Python fused path encodes its record with ``mmkv.writer._encode``; it runs only when the
+    compiled core hands a put back (growing the file is the Python path's job)."""
+    from mmkv import writer
+
+    handed_back: list[bytes] = []
+    encode = writer._encode
+    assert encode is not None
+
+    def counting(*args: Any) -> Any:
+        handed_back.append(args[6])
+        return encode(*args)
+
+    monkeypatch.setattr(writer, "_encode", counting)
+    path = tmp_path / "s.mmkv"
+    grew: list[bytes] = []
+    with mmkv.open(path, auto_compact=False) as db:
+        capacities = set()
+        puts = [(f"key-{i:06d}", b"v" * 40) for i in range(5000)]
+        puts += [(f"key-{i:06d}", b"w" * 40) for i in range(0, 5000, 7)]  # overwrites too
+        for key, value in puts:
+            size = os.path.getsize(path)
+            db[key] = value
+            if os.path.getsize(path) != size:
+                grew.append(key.encode())
+            capacities.add(db._s.current().meta.index_capacity)
+        meta = db._s.current().meta
+        assert len(capacities) >= 3, capacities  # the fill grew the index more than once
+        assert 2 * meta.index_used > meta.index_capacity  # and ended past half full
+    assert [key for key in handed_back if key not in grew] == []
+    assert len(handed_back) < len(puts) // 100, len(handed_back)
+
+
 def test_both_cores_write_byte_identical_files(tmp_path: Path) -> None:
     """One random workload, run once with each core (a child process with MMKV_PURE_PYTHON=1
     for the reference): the two files are the same bytes, the boot word aside."""
