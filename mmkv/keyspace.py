@@ -119,8 +119,10 @@ def incr(store: Store, key: str | bytes, delta: int, default: int, ttl: float | 
         raise TypeError(f"default must be an int, not {type(default).__name__}")
     kt, kb = encode_key(key)
     exp = None if ttl is None else expiry(ttl)
-    with store._writing() as txn:
-        found = store._visible(kt, kb)
+    result: list[int] = []
+
+    def next_value(found: Any) -> tuple[int, bytes, float]:
+        """The counter's new record from its present one (None: absent)."""
         if found is None:
             current = default
             keep = 0.0
@@ -132,9 +134,12 @@ def incr(store: Store, key: str | bytes, delta: int, default: int, ttl: float | 
         new = current + delta
         if not _INT_MIN <= new <= _INT_MAX:
             raise ValueError(f"{new} is outside the range a value can hold [-2**63, 2**64-1]")
+        result.append(new)
         vt, vb = encode_value(new)
-        stage(txn, PUT, kt, kb, vt, vb, keep if exp is None else exp)
-        return new
+        return vt, vb, keep if exp is None else exp
+
+    store._put_computed(kt, kb, next_value)
+    return result[-1]
 
 
 def add(store: Store, key: str | bytes, value: Any, ttl: float | None) -> bool:

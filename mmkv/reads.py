@@ -54,10 +54,15 @@ def visible(writer: Writer, kt: int, kb: bytes) -> Found | None:
         if not live(hdr, _time()):
             return None
         return txn.view.widened(txn.view.file.mapping), off, hdr
-    off, found = lookup(txn.view, kt, kb, _crc32(kb, kt))
+    return present(txn.view, kt, kb)
+
+
+def present(view: View, kt: int, kb: bytes) -> Found | None:
+    """The key's present record in ``view``'s committed state, or None."""
+    off, found = lookup(view, kt, kb, _crc32(kb, kt))
     if found is None or not live(found, _time()):
         return None
-    return txn.view, off, found
+    return view, off, found
 
 
 def pairs(

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from . import effects as _effects
@@ -293,9 +293,19 @@ class Writer:
         return publish(self.session, self.sync, txn)
 
     def put_one(
-        self, timeout: float | None, kt: int, kb: bytes, vt: int, vb: bytes, exp: float
+        self,
+        timeout: float | None,
+        kt: int,
+        kb: bytes,
+        vt: int,
+        vb: bytes,
+        exp: float,
+        compute: Callable[[View], tuple[int, bytes, float]] | None = None,
     ) -> View:
-        """A put outside any transaction: a commit of one record.
+        """A put outside any transaction: a commit of one record. With ``compute``, the
+        record's ``(vt, vb, exp)`` is what it returns for the caught-up view, called with the
+        lock held before a generation is claimed (a read-modify-write such as ``incr``; if it
+        raises, nothing is written).
 
         The most common write, so its first steps are fused: the same probe, the same record
         bytes and the same accounting as :func:`append_batch` and :func:`publish` would produce
@@ -321,6 +331,8 @@ class Writer:
                 ):
                     view = self.catch_up()  # anything to follow, check or repair
                     words = view.words
+                if compute is not None:
+                    vt, vb, exp = compute(view)
                 file = view.file
                 gen = max(words[W_CLAIMED], view.gen) + 1
                 eff.store(file.fd, words, W_CLAIMED, gen)  # claimed before anything carries it

@@ -560,3 +560,53 @@ def test_eviction_drops_the_least_recently_written_keys_first(store_path: Path) 
         assert meta.evictions == 40 - len(present)
         assert meta.evict_cursor > fmt.HEADER_SIZE
         db.verify()
+
+
+# --------------------------------------------------------------------------- put_one(compute=)
+
+
+def test_a_computed_put_reads_the_state_another_store_object_committed(tmp_path: Path) -> None:
+    """``compute`` is called with the lock held on the caught-up view: a commit made through
+    another Store object since this one last looked is what it reads (an ``incr`` never
+    loses an update), and its record is the one committed."""
+    path = tmp_path / "s.mmkv"
+    with mmkv.open(path) as a, mmkv.open(path) as b:
+        a["n"] = 1
+        seen = a._s.view.gen
+        b["n"] = 41  # a does not look again before its computed put
+        assert a._s.view.gen == seen
+        read: list[Any] = []
+
+        def compute(view: V.View) -> tuple[int, bytes, float]:
+            found = mmkv.reads.present(view, fmt.KEY_STR, b"n")
+            assert found is not None
+            read.append(a._value(found, "n"))
+            return fmt.VALUE_MSGPACK, mmkv.codec.encode_value(read[-1] + 1)[1], 0.0
+
+        a._w.put_one(None, fmt.KEY_STR, b"n", 0, b"", 0.0, compute)
+        assert read == [41]
+        assert b["n"] == a["n"] == 42
+
+
+def test_a_computed_put_that_raises_claims_nothing_and_releases_the_lock(tmp_path: Path) -> None:
+    """If ``compute`` raises, no generation is claimed, nothing is written, and the lock is
+    free for the next writer (another process's too)."""
+    path = tmp_path / "s.mmkv"
+    with mmkv.open(path, lock_timeout=1) as db:
+        db["n"] = "text"
+        words = db._s.view.words
+        before = (words[W_CLAIMED], words[W_PUBLISHED], os.path.getsize(path))
+
+        def compute(view: V.View) -> tuple[int, bytes, float]:
+            raise Boom
+
+        with pytest.raises(Boom):
+            db._w.put_one(db.lock_timeout, fmt.KEY_STR, b"n", 0, b"", 0.0, compute)
+        words = db._s.view.words
+        assert (words[W_CLAIMED], words[W_PUBLISHED], os.path.getsize(path)) == before
+        with pytest.raises(TypeError):
+            db.incr("n")
+        assert (db._s.view.words[W_CLAIMED], db["n"]) == (before[0], "text")
+        with mmkv.open(path, lock_timeout=1) as other:
+            assert other.incr("m") == 1  # the lock was released
+        assert db["m"] == 1
