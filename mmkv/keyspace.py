@@ -24,6 +24,7 @@ from .format import KEY_BYTES, KEY_STR, PUT
 from .log import H_EXP, H_VTYPE
 from .txn import stage
 from .view import value_bytes
+from .writing import put_computed
 
 if TYPE_CHECKING:
     from .protocols import StoreLike as Store
@@ -138,7 +139,7 @@ def incr(store: Store, key: str | bytes, delta: int, default: int, ttl: float | 
         vt, vb = encode_value(new)
         return vt, vb, keep if exp is None else exp
 
-    store._put_computed(kt, kb, next_value)
+    put_computed(store, kt, kb, next_value)
     return result[-1]
 
 

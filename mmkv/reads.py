@@ -18,7 +18,7 @@ from .keyspace import matches
 from .log import H_EXP, H_VTYPE, Header
 from .session import Session
 from .txn import append_batch, own_record
-from .view import View, live, lookup, snapshot, value_bytes
+from .view import View, live, lookup, present, snapshot, value_bytes
 from .writer import Writer
 
 _crc32 = zlib.crc32
@@ -55,14 +55,6 @@ def visible(writer: Writer, kt: int, kb: bytes) -> Found | None:
             return None
         return txn.view.widened(txn.view.file.mapping), off, hdr
     return present(txn.view, kt, kb)
-
-
-def present(view: View, kt: int, kb: bytes) -> Found | None:
-    """The key's present record in ``view``'s committed state, or None."""
-    off, found = lookup(view, kt, kb, _crc32(kb, kt))
-    if found is None or not live(found, _time()):
-        return None
-    return view, off, found
 
 
 def pairs(

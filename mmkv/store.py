@@ -233,31 +233,6 @@ class Store(_MutableMapping[str | bytes, Any]):
     def _value(self, found: tuple[View, int, Header], key: object) -> Any:
         return reads.value(found, key, self.path)
 
-    def _put_computed(
-        self,
-        kt: int,
-        kb: bytes,
-        compute: Callable[[tuple[View, int, Header] | None], tuple[int, bytes, float]],
-    ) -> None:
-        """A read-modify-write of one key in one commit: ``compute`` gets the key's present
-        record (None: absent) with the writer lock held and returns the new record's ``(vt,
-        vb, exp)``. Inside this thread's transaction it reads and stages there; otherwise it
-        is a commit of its own, on the single put's path."""
-        w = self._w
-        if w.mine() is not None:
-            with self._writing() as txn:
-                vt, vb, exp = compute(self._visible(kt, kb))
-                stage(txn, PUT, kt, kb, vt, vb, exp)
-            return
-        self._check_open()
-        if self.readonly:
-            raise ReadOnlyError(f"{self.path!r} was opened read-only")
-        view = w.put_one(
-            self.lock_timeout, kt, kb, 0, b"", 0.0, lambda v: compute(reads.present(v, kt, kb))
-        )
-        if self.auto_compact:
-            self._maybe_compact(view)
-
     def _pairs(
         self, prefix: str | bytes | None = None
     ) -> Iterator[tuple[int, bytes, View, int, Header]]:

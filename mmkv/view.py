@@ -318,6 +318,15 @@ def read(
     return hdr[H_VTYPE], body[k1 : k1 + vlen], exp, off
 
 
+def present(view: View, kt: int, kb: bytes) -> tuple[View, int, Header] | None:
+    """``(view, offset, header)`` of the key's present record in ``view``'s committed state,
+    or None (absent, deleted or expired now)."""
+    off, hdr = lookup(view, kt, kb, _crc32(kb, kt))
+    if hdr is None or not live(hdr, _time()):
+        return None
+    return view, off, hdr
+
+
 def live(hdr: Header | None, now: float) -> bool:
     """Whether a key's newest record makes it present: a PUT that has not expired."""
     if hdr is None or hdr[H_KIND] != PUT:

@@ -1,11 +1,16 @@
-"""Two small parts of the facade: ``store._writing()``, a thread's share of the write
-transaction, and the stand-in for the session of a closed store."""
+"""Small parts of the facade's writes: ``store._writing()``, a thread's share of the write
+transaction; :func:`put_computed`, a read-modify-write of one key in one commit; and the
+stand-in for the session of a closed store."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .errors import ClosedError, ReadOnlyError
+from .format import PUT
+from .txn import stage
+from .view import present
 
 
 class Closed:
@@ -38,10 +43,7 @@ class Writing:
 
     def __enter__(self) -> Any:
         store = self.store
-        if store._closed:
-            raise ClosedError("the store is closed")
-        if store.readonly:
-            raise ReadOnlyError(f"{store.path!r} was opened read-only")
+        check_writable(store)
         self.txn = txn = store._w.enter(store.lock_timeout)
         self.start = txn.writes
         return txn
@@ -55,3 +57,30 @@ class Writing:
         view = store._w.leave(txn, failed)
         if view is not None and store.auto_compact:
             store._maybe_compact(view)
+
+
+def check_writable(store: Any) -> None:
+    if store._closed:
+        raise ClosedError("the store is closed")
+    if store.readonly:
+        raise ReadOnlyError(f"{store.path!r} was opened read-only")
+
+
+def put_computed(
+    store: Any, kt: int, kb: bytes, compute: Callable[[Any], tuple[int, bytes, float]]
+) -> None:
+    """A read-modify-write of one key in one commit: ``compute`` gets the key's present
+    record (``(view, offset, header)``, None when absent) with the writer lock held and
+    returns the new record's ``(vt, vb, exp)``. Inside this thread's transaction it reads and
+    stages there; otherwise it is a commit of its own on the single put's path
+    (``Writer.put_one(compute=)``)."""
+    w = store._w
+    if w.mine() is not None:
+        with store._writing() as txn:
+            vt, vb, exp = compute(store._visible(kt, kb))
+            stage(txn, PUT, kt, kb, vt, vb, exp)
+        return
+    check_writable(store)
+    view = w.put_one(store.lock_timeout, kt, kb, 0, b"", 0.0, lambda v: compute(present(v, kt, kb)))
+    if store.auto_compact:
+        store._maybe_compact(view)

@@ -26,9 +26,9 @@ FLOORS: list[set[str]] = [
     {"session"},
     {"txn", "recovery", "verification", "salvage"},
     {"commit"},
-    {"writer", "compaction", "backup"},
+    {"writer", "writing", "compaction", "backup"},
     {"protocols", "keyspace", "changes", "stats", "memoize", "memocore", "memoguard", "memoasync"},
-    {"reads", "writing"},
+    {"reads"},
     {"store"},
     {
         "cli",

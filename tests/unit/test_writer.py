@@ -578,7 +578,7 @@ def test_a_computed_put_reads_the_state_another_store_object_committed(tmp_path:
         read: list[Any] = []
 
         def compute(view: V.View) -> tuple[int, bytes, float]:
-            found = mmkv.reads.present(view, fmt.KEY_STR, b"n")
+            found = V.present(view, fmt.KEY_STR, b"n")
             assert found is not None
             read.append(a._value(found, "n"))
             return fmt.VALUE_MSGPACK, mmkv.codec.encode_value(read[-1] + 1)[1], 0.0
