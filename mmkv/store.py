@@ -29,7 +29,7 @@ from . import compaction, keyspace, reads, verification
 from . import txn as _txn
 from .cache import ABSENT
 from .codec import decode_key, decode_stored, encode_key, encode_value, expiry, unpackb
-from .errors import ClosedError, Error, ReadOnlyError
+from .errors import ClosedError, Error
 from .format import (
     DELETE,
     KEY_BYTES,
@@ -49,7 +49,7 @@ from .txn import own_record as _own_record
 from .txn import stage
 from .view import View, read
 from .writer import Writer, check_options
-from .writing import CLOSED, Writing
+from .writing import CLOSED, Writing, check_writable, commit_one
 
 if TYPE_CHECKING:
     from .memoize import Memoized
@@ -306,14 +306,7 @@ class Store(_MutableMapping[str | bytes, Any]):
                 txn.writes += 1
                 txn.buffered = buffered
             return
-        # A commit of its own: _writing() without the context manager's cost.
-        if self._closed:
-            raise ClosedError("the store is closed")
-        if self.readonly:
-            raise ReadOnlyError(f"{self.path!r} was opened read-only")
-        view = w.put_one(self.lock_timeout, kt, kb, vt, vb, exp)
-        if self.auto_compact:
-            self._maybe_compact(view)
+        commit_one(self, kt, kb, vt, vb, exp)  # _writing() without the context manager's cost
 
     __setitem__ = put
 
@@ -459,9 +452,7 @@ class Store(_MutableMapping[str | bytes, Any]):
         Readers elsewhere keep reading the old file until they notice the switch; writers wait
         on the lock. Raises Error inside a transaction.
         """
-        self._check_open()
-        if self.readonly:
-            raise ReadOnlyError(f"{self.path!r} was opened read-only")
+        check_writable(self)
         if self._w.mine() is not None:
             raise Error("compact() cannot run inside a transaction")
         with self._w.maintenance(self.lock_timeout) as view:

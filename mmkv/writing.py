@@ -80,7 +80,21 @@ def put_computed(
             vt, vb, exp = compute(store._visible(kt, kb))
             stage(txn, PUT, kt, kb, vt, vb, exp)
         return
+    commit_one(store, kt, kb, 0, b"", 0.0, lambda v: compute(present(v, kt, kb)))
+
+
+def commit_one(
+    store: Any,
+    kt: int,
+    kb: bytes,
+    vt: int,
+    vb: bytes,
+    exp: float,
+    compute: Callable[[Any], tuple[int, bytes, float]] | None = None,
+) -> None:
+    """A put outside any transaction, in a commit of its own (``Writer.put_one``), then the
+    automatic compaction it may make due."""
     check_writable(store)
-    view = w.put_one(store.lock_timeout, kt, kb, 0, b"", 0.0, lambda v: compute(present(v, kt, kb)))
+    view = store._w.put_one(store.lock_timeout, kt, kb, vt, vb, exp, compute)
     if store.auto_compact:
         store._maybe_compact(view)
